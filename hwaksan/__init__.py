@@ -1,0 +1,11 @@
+"""hwaksan (확산, "diffusion"): the diffusion-model family end to end, readable and measured.
+
+The public API (see ARCHITECTURE.md): `NoiseSchedule`, `sample`, `ddim_invert`, `slerp`,
+`nll_bits_per_dim`, `load`.
+"""
+
+from hwaksan.diffusion import NoiseSchedule, ScheduleConfig
+
+__version__ = "0.1.0"
+
+__all__ = ["NoiseSchedule", "ScheduleConfig", "__version__"]

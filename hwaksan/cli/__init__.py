@@ -1,0 +1,48 @@
+"""The `hwaksan` command. Each subcommand lives in its own module of this package."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from hwaksan.errors import HwaksanError
+
+# (module, command name) — a module defines a click command called `command`.
+_COMMANDS: list[tuple[str, str]] = [
+    ("hwaksan.cli.toy", "toy"),
+]
+
+
+class _Group(click.Group):
+    """Loads subcommands lazily (fast `--help`) and turns user errors into one line."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(name for _, name in _COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        for module, command_name in _COMMANDS:
+            if command_name == name:
+                return importlib.import_module(module).command
+        return None
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except HwaksanError as e:
+            click.echo(f"error: {e}", err=True)
+            sys.exit(2)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+
+
+@click.group(cls=_Group)
+@click.version_option(package_name="hwaksan")
+def main() -> None:
+    """hwaksan (확산): train, sample and measure diffusion models on a laptop CPU."""
+
+
+if __name__ == "__main__":
+    main()
