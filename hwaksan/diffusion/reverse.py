@@ -1,0 +1,115 @@
+"""The reverse step p(x_{t-1} | x_t) = N(mean, variance) that a network output defines.
+
+One function, `p_mean_variance`, serves the DDPM sampler and the variational bound alike: the
+mean is the posterior mean q(x_{s} | x_t, x0_pred) (Ho et al. 2020, eq. 7) at the network's x0
+prediction, the variance is fixed or learned (Nichol & Dhariwal 2021, eq. 15).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+
+from hwaksan.diffusion.schedule import NoiseSchedule, _gather
+
+VARIANCE_TYPES: tuple[str, ...] = ("fixed_small", "fixed_large", "learned_range", "learned")
+
+
+class ReverseStep(NamedTuple):
+    """p(x_{t-1} | x_t) = N(mean, variance); `x0_pred` is the network's (clipped) x0 estimate."""
+
+    mean: torch.Tensor
+    variance: torch.Tensor
+    log_variance: torch.Tensor
+    x0_pred: torch.Tensor
+
+
+def check_variance_type(variance_type: str) -> None:
+    if variance_type not in VARIANCE_TYPES:
+        raise ValueError(
+            f"unknown variance_type {variance_type!r}; choose one of {', '.join(VARIANCE_TYPES)}"
+        )
+
+
+def split_variance(
+    model_out: torch.Tensor, variance_type: str
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(prediction, variance channels): a learned-variance network outputs 2C channels on dim 1."""
+    if variance_type in ("learned_range", "learned"):
+        pred, var_values = model_out.chunk(2, dim=1)
+        return pred, var_values
+    return model_out, None
+
+
+def _step_tables(
+    schedule: NoiseSchedule, t: torch.Tensor, prev_t: torch.Tensor, like: torch.Tensor
+) -> tuple[torch.Tensor, ...]:
+    """float64 (a_t, a_s, beta_{t|s}, posterior var, clipped log posterior var) for s = prev_t.
+
+    With s = t - 1 these are the schedule's own tables; with s < t - 1 they are the strided
+    posterior q(x_s | x_t, x0) that diffusers' DDPMScheduler uses for fewer steps.
+    """
+    one = torch.ones(1, dtype=torch.float64)
+    ac = schedule.alphas_cumprod
+    ac_prev = torch.cat([one, ac])  # index s + 1, so s = -1 means "before the first step": a = 1
+    like64 = like.to(torch.float64)
+    a_t = _gather(ac, t, like64)
+    a_s = _gather(ac_prev, torch.as_tensor(prev_t).long() + 1, like64)
+    beta = 1 - a_t / a_s  # beta_{t|s}; equals betas[t] when s = t - 1
+    var = (1 - a_s) / (1 - a_t) * beta
+    # The last step's variance is 0: use the schedule's clipped value there (improved-diffusion).
+    log_var = torch.where(
+        var > 0,
+        var.clamp(min=1e-300).log(),
+        _gather(schedule.posterior_log_variance_clipped, t, like64),
+    )
+    return a_t, a_s, beta, var, log_var
+
+
+def p_mean_variance(
+    model_out: torch.Tensor,
+    x_t: torch.Tensor,
+    t: torch.Tensor,
+    schedule: NoiseSchedule,
+    prediction_type: str = "epsilon",
+    variance_type: str = "fixed_small",
+    *,
+    prev_t: torch.Tensor | None = None,
+    clip_sample: float | None = None,
+) -> ReverseStep:
+    """Mean and variance of p(x_{prev_t} | x_t) from a network output (prev_t defaults to t - 1).
+
+    variance_type: "fixed_small" = posterior variance (Ho et al. 2020's sigma^2 = beta-tilde);
+    "fixed_large" = beta_t, with the posterior variance at t=1 used at t=0 (improved-diffusion);
+    "learned_range" = the last C output channels v in [-1, 1] give
+    log var = f log beta + (1 - f) log beta-tilde, f = (v + 1) / 2 (Nichol & Dhariwal 2021, eq. 15);
+    "learned" = the last C channels are the log variance itself.
+    """
+    check_variance_type(variance_type)
+    t = torch.as_tensor(t, device=x_t.device).long().reshape(-1)
+    prev_t = (
+        t - 1 if prev_t is None else torch.as_tensor(prev_t, device=x_t.device).long().reshape(-1)
+    )
+    pred, var_values = split_variance(model_out, variance_type)
+    a_t, a_s, beta, post_var, post_log_var = _step_tables(schedule, t, prev_t, x_t)
+
+    # Mean: the posterior mean at the predicted x0 (Ho et al. 2020, eq. 7).
+    x0_pred = schedule.predict_x0(pred, x_t, t, prediction_type)
+    if clip_sample:
+        x0_pred = x0_pred.clamp(-clip_sample, clip_sample)
+    coef_x0 = (a_s.sqrt() * beta / (1 - a_t)).to(x_t.dtype)
+    coef_xt = ((1 - beta).sqrt() * (1 - a_s) / (1 - a_t)).to(x_t.dtype)
+    mean = coef_x0 * x0_pred + coef_xt * x_t
+
+    # Variance, in log space (float64 tables cast at use).
+    if variance_type == "fixed_small":
+        log_var = post_log_var.to(x_t.dtype).expand_as(x_t)
+    elif variance_type == "fixed_large":
+        log_var = torch.where(post_var > 0, beta.log(), post_log_var).to(x_t.dtype).expand_as(x_t)
+    elif variance_type == "learned_range":
+        frac = (var_values + 1) / 2
+        log_var = frac * beta.log().to(x_t.dtype) + (1 - frac) * post_log_var.to(x_t.dtype)
+    else:  # "learned"
+        log_var = var_values
+    return ReverseStep(mean, log_var.exp(), log_var, x0_pred)
