@@ -4,8 +4,8 @@ The public API (see ARCHITECTURE.md): `NoiseSchedule`, `sample`, `ddim_invert`, 
 `nll_bits_per_dim`, `load`.
 """
 
-from hwaksan.diffusion import NoiseSchedule, ScheduleConfig
+from hwaksan.diffusion import NoiseSchedule, ScheduleConfig, nll_bits_per_dim
 
 __version__ = "0.1.0"
 
-__all__ = ["NoiseSchedule", "ScheduleConfig", "__version__"]
+__all__ = ["NoiseSchedule", "ScheduleConfig", "__version__", "nll_bits_per_dim"]
