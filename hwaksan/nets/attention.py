@@ -1,0 +1,79 @@
+"""Attention: one module for self- and cross-attention, and the U-Net's spatial self-attention.
+
+softmax(Q K^T / sqrt(d)) V (Vaswani et al. 2017, eq. 1) through `F.scaled_dot_product_attention`.
+`Attention` keeps `to_q`, `to_k`, `to_v`, `to_out` as plain `nn.Linear` layers (diffusers' names):
+LoRA, IP-Adapter and Perfusion attach to them by wrapping.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from hwaksan.nets.resnet import zero_module
+
+
+def to_tokens(x: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) -> (B, H*W, C); a free view when x is channels-last."""
+    B, C, H, W = x.shape
+    return x.permute(0, 2, 3, 1).reshape(B, H * W, C)  # (B, HW, C)
+
+
+def from_tokens(h: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """(B, H*W, C) -> (B, C, H, W), channels-last strides, no copy."""
+    return h.unflatten(1, (height, width)).permute(0, 3, 1, 2)  # (B, C, H, W)
+
+
+class Attention(nn.Module):
+    """Multi-head attention of `query_dim` tokens to themselves, or to a context (cross-attention).
+
+    `context_mask` (B, M) is True for context tokens to attend to; masked-out tokens have no effect.
+    """
+
+    def __init__(
+        self,
+        query_dim: int,
+        context_dim: int | None = None,
+        heads: int = 8,
+        dim_head: int = 64,
+        bias: bool = True,
+    ):
+        super().__init__()
+        inner = heads * dim_head
+        context_dim = query_dim if context_dim is None else context_dim
+        self.heads = heads
+        self.to_q = nn.Linear(query_dim, inner, bias=bias)
+        self.to_k = nn.Linear(context_dim, inner, bias=bias)
+        self.to_v = nn.Linear(context_dim, inner, bias=bias)
+        self.to_out = nn.Linear(inner, query_dim)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        context: torch.Tensor | None = None,
+        context_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """x (B, N, query_dim), context (B, M, context_dim) or None -> (B, N, query_dim)."""
+        context = x if context is None else context
+        q = self.to_q(x).unflatten(-1, (self.heads, -1)).transpose(1, 2)  # (B, h, N, d)
+        k = self.to_k(context).unflatten(-1, (self.heads, -1)).transpose(1, 2)  # (B, h, M, d)
+        v = self.to_v(context).unflatten(-1, (self.heads, -1)).transpose(1, 2)  # (B, h, M, d)
+        mask = None if context_mask is None else context_mask.bool()[:, None, None, :]  # (B,1,1,M)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, h, N, d)
+        return self.to_out(out.transpose(1, 2).flatten(2))  # (B, N, query_dim)
+
+
+class AttentionBlock(nn.Module):
+    """GroupNorm, self-attention over the H*W positions, residual (ADM's AttentionBlock)."""
+
+    def __init__(self, channels: int, num_heads: int, norm_groups: int = 32):
+        super().__init__()
+        self.norm = nn.GroupNorm(norm_groups, channels)
+        self.attn = Attention(channels, heads=num_heads, dim_head=channels // num_heads)
+        zero_module(self.attn.to_out)
+
+    def forward(self, x: torch.Tensor, context=None, context_mask=None) -> torch.Tensor:
+        """x (B, C, H, W) -> (B, C, H, W); context is ignored (no cross-attention here)."""
+        h = self.attn(to_tokens(self.norm(x)))  # (B, HW, C)
+        return x + from_tokens(h, x.shape[2], x.shape[3])  # (B, C, H, W)
