@@ -1,0 +1,48 @@
+"""`hwaksan sample`: a PNG grid of samples from a saved model (a folder or a shipped name)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from hwaksan.errors import HwaksanError
+
+
+def model_folder(model: str) -> str:
+    """A training run's folder holds its model in `model/`; accept either."""
+    inner = Path(model) / "model"
+    return str(inner) if (inner / "config.json").exists() else model
+
+
+@click.command("sample")
+@click.argument("model")
+@click.option("--sampler", default=None, help="ddim, ddpm, dpmpp_2m, euler, heun")
+@click.option("--steps", type=int, default=None, help="sampling steps (default: the model's)")
+@click.option("-n", "n", type=int, default=64, show_default=True, help="number of images")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--eta", type=float, default=0.0, show_default=True, help="DDIM eta")
+@click.option("--class-label", type=int, default=None, help="one class for every image")
+@click.option("--guidance-scale", type=float, default=None, help="classifier-free guidance")
+@click.option("--scale", type=int, default=4, show_default=True, help="grid upscale factor")
+@click.option("--out", default="grid.png", show_default=True, help="PNG grid to write")
+def command(model, sampler, steps, n, seed, eta, class_label, guidance_scale, scale, out) -> None:
+    """Sample MODEL (a folder, a training --out folder, or a shipped name) into a grid."""
+    from hwaksan.pipeline import load
+    from hwaksan.train.grid import save_grid
+
+    if n < 1:
+        raise HwaksanError("-n must be at least 1")
+    pipe = load(model_folder(model))
+    labels = None
+    if class_label is not None:
+        labels = [class_label] * n
+    elif pipe.num_classes is not None:
+        labels = [i % pipe.num_classes for i in range(n)]  # one row per class
+    images = pipe.generate(
+        n, sampler=sampler, steps=steps, seed=seed, class_labels=labels,
+        guidance_scale=guidance_scale, eta=eta, progress=True, output_type="pt",
+    )  # fmt: skip
+    nrow = pipe.num_classes if labels is not None and class_label is None else None
+    save_grid(images, out, nrow=nrow, scale=scale)
+    click.echo(f"wrote {n} samples to {out}")

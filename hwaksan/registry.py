@@ -1,0 +1,35 @@
+"""Names of the models that ship inside the package, and where a name or path points."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hwaksan.errors import HwaksanError
+
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+
+# name -> one line on what it is (README lists the measured scores and the command that made it)
+SHIPPED: dict[str, str] = {
+    "digits": "class-conditional sklearn digits, 16x16 grayscale, trained with condition dropout",
+    "shapes": "unconditional shapes world, one flat shape on black",
+}
+
+
+def resolve(name_or_path: str | Path) -> Path:
+    """A shipped model's folder for a name, else the given folder; HwaksanError if neither."""
+    path = Path(name_or_path)
+    if path.is_dir():
+        return path
+    if str(name_or_path) in SHIPPED:
+        shipped = WEIGHTS_DIR / str(name_or_path)
+        if not (shipped / "config.json").exists():
+            raise HwaksanError(
+                f"the shipped model {name_or_path!r} is not in this install ({shipped} is missing)"
+            )
+        return shipped
+    if path.exists():
+        raise HwaksanError(f"{path} is a file, not a model folder")
+    raise HwaksanError(
+        f"no model named {str(name_or_path)!r}: not a folder, and the shipped names are "
+        + ", ".join(SHIPPED)
+    )

@@ -1,0 +1,82 @@
+"""The training sets the command line knows: the shapes world, sklearn's digits, an image folder."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from torch.utils.data import Dataset
+
+from hwaksan.errors import HwaksanError
+
+
+@dataclass
+class TrainingData:
+    """A dataset of dict(image=[C, R, R] in [-1, 1], class_id=int?) and what a model must know."""
+
+    dataset: Dataset
+    channels: int
+    resolution: int
+    num_classes: int | None = None  # set when the data has labels
+    class_names: list[str] | None = None
+    info: dict = field(default_factory=dict)  # JSON saved beside the model
+
+
+class CachedItems(Dataset):
+    """Keeps the `keys` of each item after its first read (procedural data renders once)."""
+
+    def __init__(self, dataset: Dataset, keys: tuple[str, ...] = ("image", "class_id")) -> None:
+        self.dataset, self.keys, self.cache = dataset, keys, {}
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int) -> dict:
+        if i not in self.cache:
+            item = self.dataset[i]
+            self.cache[i] = {k: item[k] for k in self.keys if k in item}
+        return self.cache[i]
+
+
+def shapes_data(resolution: int = 32, length: int = 20_000, seed: int = 0) -> TrainingData:
+    """One flat shape on black per image (the base shapes and colors), `length` seeded scenes."""
+    from hwaksan.data import shapes
+
+    config = shapes.ShapesConfig(resolution=resolution, min_objects=1, max_objects=1)
+    dataset = CachedItems(shapes.ShapesDataset(config, length=length, seed=seed))
+    n = shapes.num_classes(config)
+    names = [" ".join(reversed(shapes.class_name(i, config))) for i in range(n)]  # "red circle"
+    info = {"name": "shapes", "shapes_config": config.to_dict(), "length": length, "seed": seed}
+    return TrainingData(dataset, 3, resolution, n, names, info)
+
+
+def digits_data(resolution: int = 16) -> TrainingData:
+    """sklearn's digits (the 1,497-image train split), upscaled to `resolution`."""
+    from hwaksan.data.digits import DIGIT_WORDS, DigitsDataset
+
+    dataset = DigitsDataset(split="train", resolution=resolution)
+    info = {"name": "digits", "split": "train", "resolution": resolution}
+    return TrainingData(dataset, 1, resolution, 10, list(DIGIT_WORDS), info)
+
+
+def folder_data(path: str | Path, resolution: int = 32) -> TrainingData:
+    """Every image under `path` (labels from metadata.jsonl if every image has one)."""
+    from hwaksan.data.folder import ImageFolder
+
+    dataset = ImageFolder(path, resolution)
+    num_classes = None
+    if dataset.has_labels:
+        num_classes = max(dataset.labels) + 1
+    info = {"name": "folder", "path": str(Path(path).resolve()), "resolution": resolution}
+    return TrainingData(CachedItems(dataset), 3, resolution, num_classes, None, info)
+
+
+def training_data(data: str, resolution: int | None = None) -> TrainingData:
+    """The shapes world (32 px default), digits (16 px default) or an image folder (32 px)."""
+    if data == "shapes":
+        return shapes_data(resolution or 32)
+    if data == "digits":
+        return digits_data(resolution or 16)
+    if not Path(data).exists():
+        raise HwaksanError(f"--data {data!r} is neither shapes, digits nor an existing folder")
+    return folder_data(data, resolution or 32)
