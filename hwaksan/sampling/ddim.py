@@ -1,0 +1,56 @@
+"""DDIM: the non-Markovian sampler of Song, Meng & Ermon 2021 (eq. 12, with eta from eq. 16)."""
+
+from __future__ import annotations
+
+import torch
+from tqdm.auto import tqdm
+
+from hwaksan.diffusion.schedule import NoiseSchedule
+from hwaksan.sampling.denoiser import Model, noise_like, predict_x0_eps
+
+
+def alphas_cumprod_at(schedule: NoiseSchedule, t: torch.Tensor) -> torch.Tensor:
+    """alphas_cumprod[t] as a float64 scalar, with 1.0 for t < 0 ("before the first step")."""
+    return schedule.alphas_cumprod[t] if t >= 0 else torch.ones((), dtype=torch.float64)
+
+
+def ddim_step(
+    x0: torch.Tensor,
+    eps: torch.Tensor,
+    alpha_cumprod_next: torch.Tensor,
+    std: torch.Tensor | float = 0.0,
+    noise: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """x_next = sqrt(a') x0 + sqrt(1 - a' - std^2) eps + std noise (Song et al. 2021, eq. 12)."""
+    a = alpha_cumprod_next
+    x = a.sqrt().to(x0.dtype) * x0 + (1 - a - std**2).sqrt().to(x0.dtype) * eps
+    return x if noise is None else x + torch.as_tensor(std).to(x0.dtype) * noise
+
+
+def sample_ddim(
+    model: Model,
+    x: torch.Tensor,
+    timesteps: torch.Tensor,
+    prev_timesteps: torch.Tensor,
+    schedule: NoiseSchedule,
+    *,
+    eta: float = 0.0,
+    prediction_type: str = "epsilon",
+    clip_sample: float | None = None,
+    generator: torch.Generator | None = None,
+    progress: bool = False,
+) -> torch.Tensor:
+    """DDIM from x_T down the given timesteps; eta = 0 is deterministic, eta = 1 is DDPM-like.
+
+    Each step goes from timesteps[i] to prev_timesteps[i] (alpha = 1 below zero).
+    """
+    for t, t_prev in tqdm(list(zip(timesteps, prev_timesteps)), disable=not progress, desc="ddim"):
+        x0, eps = predict_x0_eps(model, x, t, schedule, prediction_type, clip_sample)
+        a_t, a_prev = alphas_cumprod_at(schedule, t), alphas_cumprod_at(schedule, t_prev)
+        # sigma_t(eta) = eta sqrt((1 - a_prev) / (1 - a_t)) sqrt(1 - a_t / a_prev)   (eq. 16)
+        std = eta * ((1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev)).sqrt()
+        noise = None
+        if eta > 0:  # drawn at every step, as diffusers does, so the noise streams agree
+            noise = noise_like(x, generator)
+        x = ddim_step(x0, eps, a_prev, std, noise)
+    return x

@@ -1,0 +1,43 @@
+"""DDPM ancestral sampling (Ho et al. 2020, Alg. 2), on all T steps or a strided subset."""
+
+from __future__ import annotations
+
+import torch
+from tqdm.auto import tqdm
+
+from hwaksan.diffusion.reverse import p_mean_variance
+from hwaksan.diffusion.schedule import NoiseSchedule
+from hwaksan.sampling.denoiser import Model, batch_timestep, noise_like
+
+
+def sample_ddpm(
+    model: Model,
+    x: torch.Tensor,
+    timesteps: torch.Tensor,
+    schedule: NoiseSchedule,
+    *,
+    prediction_type: str = "epsilon",
+    variance_type: str = "fixed_small",
+    clip_sample: float | None = None,
+    generator: torch.Generator | None = None,
+    progress: bool = False,
+) -> torch.Tensor:
+    """x_{s} ~ N(mean, variance) from each timestep t to the next one s (the strided posterior).
+
+    The last step returns the mean (z = 0 at t = 1 in Alg. 2). variance_type: "fixed_small"
+    (posterior variance), "fixed_large" (beta), or the learned ones of `p_mean_variance`.
+    """
+    prev_timesteps = torch.cat([timesteps[1:], timesteps.new_full((1,), -1)])
+    steps = list(zip(timesteps, prev_timesteps))
+    for i, (t, t_prev) in enumerate(tqdm(steps, disable=not progress, desc="ddpm")):
+        t_batch, prev_batch = batch_timestep(t, x), batch_timestep(t_prev, x)
+        out = model(x, t_batch)
+        step = p_mean_variance(
+            out, x, t_batch, schedule, prediction_type, variance_type,
+            prev_t=prev_batch, clip_sample=clip_sample,
+        )  # fmt: skip
+        x = step.mean
+        if i < len(steps) - 1:
+            # Ancestral step: add the reverse process's own noise.
+            x = x + (0.5 * step.log_variance).exp() * noise_like(x, generator)
+    return x
