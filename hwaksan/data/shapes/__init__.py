@@ -1,0 +1,33 @@
+"""The shapes world: procedural captioned scenes of flat shapes, with ground truth and a detector.
+
+cfg = ShapesConfig(resolution=32)
+images, scenes = render_batch(64, seed=0, config=cfg)   # float32 [64, 3, 32, 32] in [-1, 1]
+objects = detect(images[0])                            # read an image back into objects
+"""
+
+from hwaksan.data.shapes.dataset import ShapesDataset
+from hwaksan.data.shapes.render import edge_map, render, render_batch, segmentation_mask, to_tensor
+from hwaksan.data.shapes.scene import Scene, ShapeObject, sample_scene
+from hwaksan.data.shapes.world import (
+    ALL_SHAPES,
+    BACKGROUNDS,
+    BASE_SHAPES,
+    COLORS,
+    NEW_SHAPES,
+    PALETTE,
+    POSITIONS,
+    RELATIONS,
+    SIZES,
+    ShapesConfig,
+    class_id,
+    class_name,
+    num_classes,
+    position_word,
+)
+
+__all__ = [
+    "ALL_SHAPES", "BACKGROUNDS", "BASE_SHAPES", "COLORS", "NEW_SHAPES", "PALETTE", "POSITIONS",
+    "RELATIONS", "SIZES", "Scene", "ShapeObject", "ShapesConfig", "ShapesDataset", "class_id",
+    "class_name", "edge_map", "num_classes", "position_word", "render", "render_batch",
+    "sample_scene", "segmentation_mask", "to_tensor",
+]  # fmt: skip

@@ -1,0 +1,135 @@
+"""Captions: several phrasings of a scene (templates, synonyms, optional articles, orders).
+
+The vocabulary here is shared with `caption_parser.py`, which reads every phrasing back.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from hwaksan.data.shapes.world import relation_word
+
+if TYPE_CHECKING:
+    from hwaksan.data.shapes.scene import ShapeObject
+
+SHAPE_WORDS = {
+    "circle": ("circle", "disk"),
+    "square": ("square", "box"),
+    "triangle": ("triangle",),
+    "star": ("star",),
+    "heart": ("heart",),
+    "cross": ("cross", "plus sign"),
+}
+PLURAL = {"box": "boxes", "cross": "crosses"}  # others add "s"
+SIZE_WORDS = {"small": ("small", "little", "tiny"), "large": ("large", "big")}
+POSITION_WORDS = {
+    "top left": ("top left", "upper left"),
+    "top": ("top", "top middle"),
+    "top right": ("top right", "upper right"),
+    "left": ("left", "middle left"),
+    "center": ("center", "middle"),
+    "right": ("right", "middle right"),
+    "bottom left": ("bottom left", "lower left"),
+    "bottom": ("bottom", "bottom middle"),
+    "bottom right": ("bottom right", "lower right"),
+}
+POSITION_PREPOSITIONS = ("in the", "at the", "on the")
+RELATION_WORDS = {
+    "left of": ("to the left of", "left of"),
+    "right of": ("to the right of", "right of"),
+    "above": ("above", "over"),
+    "below": ("below", "under", "beneath"),
+}
+INVERSE = {"left of": "right of", "right of": "left of", "above": "below", "below": "above"}
+NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five")
+COUNT_NOUNS = ("shapes", "objects")
+PREFIXES = ("", "a picture of ", "an image of ")
+
+
+def _pick(rng: np.random.Generator, options: tuple[str, ...]) -> str:
+    return options[rng.integers(len(options))]
+
+
+def _with_article(rng: np.random.Generator, phrase: str) -> str:
+    """Optional article: "a"/"an", "one", or none."""
+    article = _pick(rng, ("a", "a", "one", ""))
+    if article == "a" and phrase[0] in "aeiou":
+        article = "an"
+    return f"{article} {phrase}".strip()
+
+
+def _object(rng: np.random.Generator, o: ShapeObject, size: bool) -> str:
+    words = [o.color, _pick(rng, SHAPE_WORDS[o.shape])]
+    if size:
+        words.insert(0, _pick(rng, SIZE_WORDS[o.size]))
+    return _with_article(rng, " ".join(words))
+
+
+def _position(rng: np.random.Generator, o: ShapeObject) -> str:
+    return f"{_pick(rng, POSITION_PREPOSITIONS)} {_pick(rng, POSITION_WORDS[o.position])}"
+
+
+def _relation(rng: np.random.Generator, a: ShapeObject, b: ShapeObject) -> str:
+    return _pick(rng, RELATION_WORDS[relation_word(a.centroid, b.centroid)])
+
+
+def _join(parts: list[str]) -> str:
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+
+
+def _grouped(rng: np.random.Generator, objects: tuple[ShapeObject, ...]) -> list[str]:
+    """Object phrases with identical (shape, color) merged: "two red circles"."""
+    groups: dict[tuple[str, str], int] = {}
+    for o in objects:
+        groups[(o.shape, o.color)] = groups.get((o.shape, o.color), 0) + 1
+    parts = []
+    for (shape, color), n in groups.items():
+        word = _pick(rng, SHAPE_WORDS[shape])
+        if n == 1:
+            parts.append(_with_article(rng, f"{color} {word}"))
+        else:
+            parts.append(f"{NUMBER_WORDS[n]} {color} {PLURAL.get(word, word + 's')}")
+    return parts
+
+
+def _single(rng: np.random.Generator, o: ShapeObject) -> list[str]:
+    return [
+        _object(rng, o, size=True),
+        f"{_object(rng, o, size=bool(rng.integers(2)))} {_position(rng, o)}",
+        f"{_position(rng, o)}, {_object(rng, o, size=True)}",
+        f"{_pick(rng, PREFIXES[1:])}{_object(rng, o, size=bool(rng.integers(2)))}",
+    ]
+
+
+def _pair(rng: np.random.Generator, a: ShapeObject, b: ShapeObject) -> list[str]:
+    size = bool(rng.integers(2))
+    return [
+        f"{_object(rng, a, size)} {_relation(rng, a, b)} {_object(rng, b, size)}",
+        f"{_object(rng, b, not size)} {_relation(rng, b, a)} {_object(rng, a, not size)}",
+        f"{_object(rng, a, size)} {_position(rng, a)} and {_object(rng, b, size)} {_position(rng, b)}",
+        f"{_pick(rng, NUMBER_WORDS[2:3])} {_pick(rng, COUNT_NOUNS)}: {_join(_grouped(rng, (a, b)))}",
+        f"{_pick(rng, PREFIXES[1:])}{_object(rng, a, size)} {_relation(rng, a, b)} {_object(rng, b, size)}",
+    ]
+
+
+def _triple(rng: np.random.Generator, objects: tuple[ShapeObject, ...]) -> list[str]:
+    a, b, c = (objects[i] for i in rng.permutation(3))
+    size = bool(rng.integers(2))
+    placed = [f"{_object(rng, o, size)} {_position(rng, o)}" for o in (a, b, c)]
+    return [
+        _join(_grouped(rng, (a, b, c))),
+        _join(placed),
+        f"{_pick(rng, NUMBER_WORDS[3:4])} {_pick(rng, COUNT_NOUNS)}: {_join(placed)}",
+        f"{_object(rng, a, size)} {_relation(rng, a, b)} {_object(rng, b, size)} and {placed[2]}",
+    ]
+
+
+def phrasings(objects: tuple[ShapeObject, ...], rng: np.random.Generator) -> tuple[str, ...]:
+    """Every phrasing drawn for these objects (each template once, synonyms from the rng)."""
+    if len(objects) == 1:
+        return tuple(_single(rng, objects[0]))
+    if len(objects) == 2:
+        return tuple(_pair(rng, *objects))
+    return tuple(_triple(rng, objects))

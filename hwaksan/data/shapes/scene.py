@@ -1,0 +1,128 @@
+"""A scene: 1-3 non-overlapping objects with full ground truth, drawn from a seed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from hwaksan.data.shapes import captions as captions_mod
+from hwaksan.data.shapes.geometry import EXTENT
+from hwaksan.data.shapes.world import (
+    SIZE_RADIUS,
+    ShapesConfig,
+    class_id,
+    position_word,
+    relation_word,
+)
+
+
+@dataclass(frozen=True)
+class ShapeObject:
+    """One flat shape: what it is, where its area centroid lies (pixels, x right, y down), scale r."""
+
+    shape: str
+    color: str
+    size: str  # "small" | "large"
+    centroid: tuple[float, float]  # (x, y) in pixels
+    radius: float  # scale r in pixels (the unit shape's half-extent, see geometry.py)
+    resolution: int
+
+    @property
+    def box(self) -> tuple[float, float, float, float]:
+        """(x0, y0, x1, y1) in pixels: the shape's exact extent."""
+        x0, y0, x1, y1 = EXTENT[self.shape]
+        (cx, cy), r = self.centroid, self.radius
+        return (cx + r * x0, cy + r * y0, cx + r * x1, cy + r * y1)
+
+    @property
+    def position(self) -> str:
+        """The 3x3 grid word of the centroid: "top left", "center", ..."""
+        return position_word(*self.centroid, self.resolution)
+
+    def to_dict(self) -> dict:
+        return dict(shape=self.shape, color=self.color, size=self.size, position=self.position,
+                    centroid=list(self.centroid), radius=self.radius, box=list(self.box))  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Scene:
+    """Objects plus the caption(s) and class id that describe them."""
+
+    objects: tuple[ShapeObject, ...]
+    resolution: int
+    background: str
+    captions: tuple[str, ...]  # every phrasing drawn for this scene
+    caption: str  # the chosen one
+    class_id: int  # shape x color of the first object (meaningful for single-object scenes)
+
+    def relation(self, i: int, j: int) -> str:
+        """Where object i lies relative to object j ("left of", "above", ...)."""
+        return relation_word(self.objects[i].centroid, self.objects[j].centroid)
+
+
+def _gap(resolution: int) -> float:
+    """Empty pixels kept between object boxes so the detector can always tell them apart."""
+    return max(2.0, 0.06 * resolution)
+
+
+def _place(rng: np.random.Generator, shape: str, r: float, placed: list[ShapeObject], R: int):
+    """A centroid for a new object, or None: inside the image (1 px border), clear of the
+    others by a gap, and not within 4% of a 3x3-grid line (so position words are unambiguous)."""
+    x0, y0, x1, y1 = EXTENT[shape]
+    lo, hi = np.array([1 - x0 * r, 1 - y0 * r]), np.array([R - 1 - x1 * r, R - 1 - y1 * r])
+    gap, band = _gap(R), 0.04 * R
+    for _ in range(50):
+        c = lo + (hi - lo) * rng.random(2)
+        if (np.abs(c[:, None] - np.array([R / 3, 2 * R / 3])) < band).any():
+            continue
+        box = (c[0] + x0 * r, c[1] + y0 * r, c[0] + x1 * r, c[1] + y1 * r)
+        if any(_boxes_near(box, o.box, gap) for o in placed):
+            continue
+        if placed and len(placed) == 1 and _diagonal(c, placed[0].centroid, R):
+            continue
+        return float(c[0]), float(c[1])
+    return None
+
+
+def _boxes_near(a, b, gap: float) -> bool:
+    return a[0] < b[2] + gap and b[0] < a[2] + gap and a[1] < b[3] + gap and b[1] < a[3] + gap
+
+
+def _diagonal(a, b, R: int) -> bool:
+    """True when two centroids are so near a diagonal that "left of" vs "above" is ambiguous."""
+    return abs(abs(a[0] - b[0]) - abs(a[1] - b[1])) < 0.08 * R
+
+
+def _objects(rng: np.random.Generator, config: ShapesConfig) -> tuple[ShapeObject, ...]:
+    R, colors = config.resolution, config.object_colors
+    while True:  # a crowded draw (3 large objects at 16 px) restarts with new sizes
+        n = int(rng.integers(config.min_objects, config.max_objects + 1))
+        placed: list[ShapeObject] = []
+        for _ in range(n):
+            shape = config.shapes[rng.integers(len(config.shapes))]
+            color = colors[rng.integers(len(colors))]
+            size = config.sizes[rng.integers(len(config.sizes))]
+            lo, hi = SIZE_RADIUS[size]
+            r = R * (lo + (hi - lo) * rng.random())
+            c = _place(rng, shape, r, placed, R)
+            if c is None:
+                break
+            placed.append(ShapeObject(shape, color, size, c, float(r), R))
+        if len(placed) == n:
+            return tuple(placed)
+
+
+def sample_scene(rng_or_seed: np.random.Generator | int, config: ShapesConfig) -> Scene:
+    """Draw a scene (objects, captions, class id) deterministically from a seed or a Generator."""
+    rng = np.random.default_rng(rng_or_seed)
+    objects = _objects(rng, config)
+    phrasings = captions_mod.phrasings(objects, rng)
+    return Scene(
+        objects=objects,
+        resolution=config.resolution,
+        background=config.background,
+        captions=phrasings,
+        caption=phrasings[rng.integers(len(phrasings))],
+        class_id=class_id(objects[0].shape, objects[0].color, config),
+    )
