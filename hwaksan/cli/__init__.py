@@ -12,6 +12,10 @@ from hwaksan.errors import HwaksanError
 # (module, command name) — a module defines a click command called `command`.
 _COMMANDS: list[tuple[str, str]] = [
     ("hwaksan.cli.toy", "toy"),
+    ("hwaksan.cli.train", "train"),
+    ("hwaksan.cli.sample", "sample"),
+    ("hwaksan.cli.demo", "demo"),
+    ("hwaksan.cli.eval", "eval"),
 ]
 
 

@@ -69,7 +69,7 @@ def _read_metadata(path: Path) -> dict[Path, dict]:
     return rows
 
 
-def _find_images(root: Path) -> list[Path]:
+def find_images(root: Path) -> list[Path]:
     """Image files under `root` (recursively, sorted), or a HwaksanError for a bad folder."""
     if not root.exists():
         raise HwaksanError(f"image folder {root} does not exist")
@@ -100,13 +100,13 @@ class ImageFolder(Dataset):
         cache: bool = True,
     ) -> None:
         self.root, self.resolution = Path(path), resolution
-        files = _find_images(self.root)
+        files = find_images(self.root)
         metadata: dict[Path, dict] = {}
         if captions:
             for metadata_path in sorted(self.root.rglob(METADATA_NAME)):
                 metadata.update(_read_metadata(metadata_path))
         self.files, self.skipped, cached = [], [], []
-        for file in tqdm(files, desc="checking images", leave=False):
+        for file in tqdm(files, desc="checking images", leave=False, disable=len(files) < 200):
             try:
                 image = load_image(file, resolution)
             except HwaksanError as e:
