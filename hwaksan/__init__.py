@@ -5,7 +5,16 @@ The public API (see ARCHITECTURE.md): `NoiseSchedule`, `sample`, `ddim_invert`, 
 """
 
 from hwaksan.diffusion import NoiseSchedule, ScheduleConfig, nll_bits_per_dim
+from hwaksan.sampling import ddim_invert, sample, slerp
 
 __version__ = "0.1.0"
 
-__all__ = ["NoiseSchedule", "ScheduleConfig", "__version__", "nll_bits_per_dim"]
+__all__ = [
+    "NoiseSchedule",
+    "ScheduleConfig",
+    "__version__",
+    "nll_bits_per_dim",
+    "ddim_invert",
+    "sample",
+    "slerp",
+]
