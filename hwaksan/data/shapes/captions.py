@@ -105,13 +105,14 @@ def _single(rng: np.random.Generator, o: ShapeObject) -> list[str]:
 
 def _pair(rng: np.random.Generator, a: ShapeObject, b: ShapeObject) -> list[str]:
     size = bool(rng.integers(2))
-    return [
-        f"{_object(rng, a, size)} {_relation(rng, a, b)} {_object(rng, b, size)}",
-        f"{_object(rng, b, not size)} {_relation(rng, b, a)} {_object(rng, a, not size)}",
-        f"{_object(rng, a, size)} {_position(rng, a)} and {_object(rng, b, size)} {_position(rng, b)}",
-        f"{_pick(rng, NUMBER_WORDS[2:3])} {_pick(rng, COUNT_NOUNS)}: {_join(_grouped(rng, (a, b)))}",
-        f"{_pick(rng, PREFIXES[1:])}{_object(rng, a, size)} {_relation(rng, a, b)} {_object(rng, b, size)}",
-    ]
+    a_rel_b = f"{_object(rng, a, size)} {_relation(rng, a, b)} {_object(rng, b, size)}"
+    b_rel_a = f"{_object(rng, b, not size)} {_relation(rng, b, a)} {_object(rng, a, not size)}"
+    placed = [f"{_object(rng, o, size)} {_position(rng, o)}" for o in (a, b)]
+    counted = f"two {_pick(rng, COUNT_NOUNS)}: {_join(_grouped(rng, (a, b)))}"
+    prefixed = f"{_pick(rng, PREFIXES[1:])}{_object(rng, a, size)} {_relation(rng, a, b)} " + (
+        _object(rng, b, size)
+    )
+    return [a_rel_b, b_rel_a, _join(placed), counted, prefixed]
 
 
 def _triple(rng: np.random.Generator, objects: tuple[ShapeObject, ...]) -> list[str]:
@@ -121,7 +122,7 @@ def _triple(rng: np.random.Generator, objects: tuple[ShapeObject, ...]) -> list[
     return [
         _join(_grouped(rng, (a, b, c))),
         _join(placed),
-        f"{_pick(rng, NUMBER_WORDS[3:4])} {_pick(rng, COUNT_NOUNS)}: {_join(placed)}",
+        f"three {_pick(rng, COUNT_NOUNS)}: {_join(placed)}",
         f"{_object(rng, a, size)} {_relation(rng, a, b)} {_object(rng, b, size)} and {placed[2]}",
     ]
 

@@ -19,7 +19,7 @@ from hwaksan.data.shapes.world import (
 
 @dataclass(frozen=True)
 class ShapeObject:
-    """One flat shape: what it is, where its area centroid lies (pixels, x right, y down), scale r."""
+    """One flat shape: what it is, its area centroid (pixels, x right, y down) and scale r."""
 
     shape: str
     color: str
@@ -41,8 +41,8 @@ class ShapeObject:
         return position_word(*self.centroid, self.resolution)
 
     def to_dict(self) -> dict:
-        return dict(shape=self.shape, color=self.color, size=self.size, position=self.position,
-                    centroid=list(self.centroid), radius=self.radius, box=list(self.box))  # fmt: skip
+        d = dict(shape=self.shape, color=self.color, size=self.size, position=self.position)
+        return {**d, "centroid": list(self.centroid), "radius": self.radius, "box": list(self.box)}
 
 
 @dataclass(frozen=True)
