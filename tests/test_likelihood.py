@@ -30,7 +30,7 @@ def _fixed_large_log_variance(schedule):
 
 
 def _bound(schedule, x0, variance_type, discrete=False, seed=1):
-    model = GaussianDenoiser(MU, S, schedule, learned_variance=variance_type == "learned")
+    model = GaussianDenoiser(MU, S, schedule, learned_variance=variance_type == "learned_log")
     g = torch.Generator().manual_seed(seed)
     out = hk.nll_bits_per_dim(
         model,
@@ -47,7 +47,7 @@ def _bound(schedule, x0, variance_type, discrete=False, seed=1):
 @pytest.mark.parametrize("T", [10, 100, 1000])
 def test_bound_equals_the_true_nll_with_the_exact_reverse_step(T):
     """With the true reverse variance beta-tilde_t + coef1_t^2 Var[x0|x_t] (the model supplies
-    it as a "learned" log variance) every p(x_{t-1}|x_t) equals q(x_{t-1}|x_t), the decoder is
+    it as a "learned_log" log variance) every p(x_{t-1}|x_t) equals q(x_{t-1}|x_t), the decoder is
     q(x0|x_1), and the bound's only slack is the prior mismatch E log q(x_T)/N(x_T; 0, I): under
     1e-5 bits/dim for the cosine schedule at any T. So the gap does not shrink with T, it is ~0
     at every T; the estimate's gap is Monte Carlo noise (measured |mean gap| <= 0.025 over 3
@@ -55,7 +55,7 @@ def test_bound_equals_the_true_nll_with_the_exact_reverse_step(T):
     """
     schedule = hk.NoiseSchedule.cosine(T)
     x0 = _data()
-    out, model = _bound(schedule, x0, "learned")
+    out, model = _bound(schedule, x0, "learned_log")
     true_nll = model.nll_bits_per_dim(x0)
     expected = model.expected_bound()
     assert abs(expected["bound"] - expected["entropy"]) < 1e-5
@@ -77,7 +77,7 @@ def test_fixed_large_gap_shrinks_with_T_except_for_the_decoder():
     kl_excess, decoder_excess = [], []
     for T in (10, 100, 1000):
         schedule = hk.NoiseSchedule.cosine(T)
-        exact, model = _bound(schedule, x0, "learned")
+        exact, model = _bound(schedule, x0, "learned_log")
         fixed, _ = _bound(schedule, x0, "fixed_large")
         kl = (fixed["terms_bpd"][:, 1:].sum(1) - exact["terms_bpd"][:, 1:].sum(1)).mean()
         dec = (fixed["decoder_bpd"] - exact["decoder_bpd"]).mean()
@@ -115,7 +115,7 @@ def test_discrete_bound_is_the_continuous_nll_plus_the_bin_width():
     +0.009 bits/dim); every term is a KL or a -log probability, so none is negative."""
     schedule = hk.NoiseSchedule.cosine(1000)
     x0 = ((_data().clamp(-1, 1) + 1) * 127.5).round() / 127.5 - 1  # on the 8-bit grid
-    out, model = _bound(schedule, x0, "learned", discrete=True)
+    out, model = _bound(schedule, x0, "learned_log", discrete=True)
     reference = model.nll_bits_per_dim(x0) + math.log2(127.5)
     assert abs(float((out["bpd"] - reference).mean())) < 0.05
     assert bool((out["terms_bpd"] >= -1e-9).all())

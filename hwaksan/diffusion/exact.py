@@ -19,8 +19,8 @@ from hwaksan.diffusion.schedule import NoiseSchedule, _gather
 class GaussianDenoiser:
     """model(x_t, t) -> the optimal eps / x0 / v prediction for x0 ~ N(mu, diag(s^2)).
 
-    With `learned_variance=True` it also outputs, as C more channels on dim 1, the log of the
-    true reverse variance, for variance_type="learned": then p(x_{t-1} | x_t) = q(x_{t-1} | x_t).
+    With `learned_variance=True` it also outputs, as C more channels on dim 1, the log of the true
+    reverse variance, for variance_type="learned_log": then p(x_{t-1} | x_t) = q(x_{t-1} | x_t).
     """
 
     def __init__(

@@ -13,7 +13,7 @@ import torch
 
 from hwaksan.diffusion.schedule import NoiseSchedule, _gather
 
-VARIANCE_TYPES: tuple[str, ...] = ("fixed_small", "fixed_large", "learned_range", "learned")
+VARIANCE_TYPES: tuple[str, ...] = ("fixed_small", "fixed_large", "learned_range", "learned_log")
 
 
 class ReverseStep(NamedTuple):
@@ -36,7 +36,7 @@ def split_variance(
     model_out: torch.Tensor, variance_type: str
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(prediction, variance channels): a learned-variance network outputs 2C channels on dim 1."""
-    if variance_type in ("learned_range", "learned"):
+    if variance_type in ("learned_range", "learned_log"):
         pred, var_values = model_out.chunk(2, dim=1)
         return pred, var_values
     return model_out, None
@@ -84,7 +84,10 @@ def p_mean_variance(
     "fixed_large" = beta_t, with the posterior variance at t=1 used at t=0 (improved-diffusion);
     "learned_range" = the last C output channels v in [-1, 1] give
     log var = f log beta + (1 - f) log beta-tilde, f = (v + 1) / 2 (Nichol & Dhariwal 2021, eq. 15);
-    "learned" = the last C channels are the log variance itself.
+    "learned_log" = the last C channels are the log variance itself (improved-diffusion's LEARNED;
+    diffusers' "learned" reads them as the variance, hence the distinct name).
+    At the last step (prev_t < 0) the fixed variances take the clipped value (the posterior
+    variance at t=1); a sampler adds no noise there.
     """
     check_variance_type(variance_type)
     t = torch.as_tensor(t, device=x_t.device).long().reshape(-1)
@@ -110,6 +113,6 @@ def p_mean_variance(
     elif variance_type == "learned_range":
         frac = (var_values + 1) / 2
         log_var = frac * beta.log().to(x_t.dtype) + (1 - frac) * post_log_var.to(x_t.dtype)
-    else:  # "learned"
+    else:  # "learned_log"
         log_var = var_values
     return ReverseStep(mean, log_var.exp(), log_var, x0_pred)
