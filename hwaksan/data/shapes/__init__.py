@@ -5,7 +5,9 @@ images, scenes = render_batch(64, seed=0, config=cfg)   # float32 [64, 3, 32, 32
 objects = detect(images[0])                            # read an image back into objects
 """
 
+from hwaksan.data.shapes.caption_parser import Mention, Prompt, parse_caption, scene_prompt
 from hwaksan.data.shapes.dataset import ShapesDataset
+from hwaksan.data.shapes.detect import DetectedObject, Parse, detect, parse
 from hwaksan.data.shapes.render import edge_map, render, render_batch, segmentation_mask, to_tensor
 from hwaksan.data.shapes.scene import Scene, ShapeObject, sample_scene
 from hwaksan.data.shapes.world import (
@@ -26,7 +28,8 @@ from hwaksan.data.shapes.world import (
 )
 
 __all__ = [
-    "ALL_SHAPES", "BACKGROUNDS", "BASE_SHAPES", "COLORS", "NEW_SHAPES", "PALETTE", "POSITIONS",
+    "ALL_SHAPES", "BACKGROUNDS", "DetectedObject", "Mention", "Parse", "Prompt", "detect", "parse",
+    "parse_caption", "scene_prompt", "BASE_SHAPES", "COLORS", "NEW_SHAPES", "PALETTE", "POSITIONS",
     "RELATIONS", "SIZES", "Scene", "ShapeObject", "ShapesConfig", "ShapesDataset", "class_id",
     "class_name", "edge_map", "num_classes", "position_word", "render", "render_batch",
     "sample_scene", "segmentation_mask", "to_tensor",
