@@ -18,8 +18,8 @@ import torch
 from tqdm import tqdm
 
 from hwaksan.data.shapes.caption_parser import Mention, Prompt, parse_caption, scene_prompt
-from hwaksan.data.shapes.detect import DetectedObject, Parse, parse
-from hwaksan.data.shapes.render import scene_rng
+from hwaksan.data.shapes.detector import DetectedObject, Parse, parse
+from hwaksan.data.shapes.renderer import scene_rng
 from hwaksan.data.shapes.scene import Scene, sample_scene
 from hwaksan.data.shapes.world import (
     BACKGROUNDS,

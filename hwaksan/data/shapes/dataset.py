@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch.utils.data import Dataset
 
-from hwaksan.data.shapes.render import edge_map, render, scene_rng, segmentation_mask, to_tensor
+from hwaksan.data.shapes.renderer import edge_map, render, scene_rng, segmentation_mask, to_tensor
 from hwaksan.data.shapes.scene import Scene, sample_scene
 from hwaksan.data.shapes.world import ALL_SHAPES, COLORS, SIZES, ShapesConfig
 
