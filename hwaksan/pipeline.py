@@ -235,7 +235,7 @@ def read_config(folder: Path) -> dict:
         raise HwaksanError(f"{path} is not valid JSON ({e})") from e
     if not isinstance(config, dict) or config.get("model_kind") != MODEL_KIND:
         raise HwaksanError(
-            f"{path} is not a hwaksan diffusion model config (no model_kind {MODEL_KIND!r})"
+            f"{path} is not a hwaksan model config (its model_kind is not {MODEL_KIND!r})"
         )
     if config.get("format_version", 0) > FORMAT_VERSION:
         raise HwaksanError(f"{path} was written by a newer hwaksan; upgrade to load it")

@@ -32,6 +32,8 @@ from hwaksan.train.run import SCHEDULES, DiffusionRun, run_diffusion
 @click.option("--ema-decay", type=float, default=0.999, show_default=True, help="0 = no EMA")
 @click.option("--grad-clip", type=float, default=1.0, show_default=True, help="0 = off")
 @click.option("--sample-every", type=int, default=500, show_default=True, help="0 = at the end")
+@click.option("--num-samples", type=int, default=16, show_default=True, help="images a grid")
+@click.option("--sample-steps", type=int, default=50, show_default=True, help="DDIM steps")
 @click.option("--checkpoint-every", type=int, default=500, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 def command(**o) -> None:
@@ -48,7 +50,7 @@ def command(**o) -> None:
         data=o["data"], resolution=o["resolution"], preset=o["preset"],
         class_conditional=o["class_conditional"], prediction_type=o["prediction_type"],
         schedule=o["schedule"], snr_gamma=o["snr_gamma"], learn_sigma=o["learn_sigma"],
-        train=config,
+        sample_steps=o["sample_steps"], num_samples=o["num_samples"], train=config,
     )  # fmt: skip
     _, result = run_diffusion(run)
     click.echo(f"trained {result.step} steps; model saved to {result.out_dir / 'model'}")

@@ -58,6 +58,7 @@ class TrainConfig:
     log_every: int = 10
     resume: bool = False
     progress: bool = True
+    max_minutes: float | None = None  # stop (and save) once training has run this long
 
 
 class Recipe:
@@ -148,23 +149,27 @@ def train(recipe: Recipe, dataset: Dataset, config: TrainConfig) -> TrainResult:
         dynamic_ncols=True,
     )
     speed = _Throughput(config.batch_size * config.grad_accum * rt.world_size)
+    deadline = time.monotonic() + 60 * config.max_minutes if config.max_minutes else math.inf
     model.train()
     with bar, _deferred_interrupt() as interrupted:
         while step < config.steps:
             logs = _train_step(recipe, model, optimizer, ema, dataset, sampler, step, config, rt)
             step += 1
+            last = step == config.steps or _agree(time.monotonic() > deadline, rt)
             logs["images_per_s"] = speed.tick()
             bar.update(1)
             bar.set_postfix(loss=f"{logs['loss']:.4f}", img_s=f"{logs['images_per_s']:.0f}")
-            if log is not None and (step % config.log_every == 0 or step == config.steps):
+            if log is not None and (step % config.log_every == 0 or last):
                 log.write({"step": step, **logs})
-            if step % config.checkpoint_every == 0 or step == config.steps or interrupted():
+            if step % config.checkpoint_every == 0 or last or interrupted():
                 path = save()
             if interrupted():
                 bar.write(f"interrupted at step {step}: saved {path}; continue with --resume")
                 rt.end()
                 raise KeyboardInterrupt
-            if config.sample_every and step % config.sample_every == 0 and step < config.steps:
+            if last:
+                break
+            if config.sample_every and step % config.sample_every == 0:
                 _sample_grid(recipe, raw_model, ema, out, step, rt)
     _sample_grid(recipe, raw_model, ema, out, step, rt)
     if rt.is_main:
@@ -196,6 +201,15 @@ def _train_step(recipe, model, optimizer, ema, dataset, sampler, step, config, r
         ema.update(raw_model, step)
     logs.update(recipe.extra_step(batch, step))
     return {"loss": loss, "lr": lr, **logs}
+
+
+def _agree(flag: bool, rt: Runtime) -> bool:
+    """Rank 0's decision for every process (so all ranks stop at the same step)."""
+    if rt.world_size == 1:
+        return flag
+    decision = torch.tensor([float(flag)], device=rt.device)
+    torch.distributed.broadcast(decision, src=0)
+    return bool(decision.item())
 
 
 class _Throughput:

@@ -35,6 +35,7 @@ class DiffusionRun:
     cond_drop_prob: float = 0.1
     sampler: str = "ddim"  # default for the saved model and the progress grids
     sample_steps: int = 50
+    num_samples: int = 16  # images in each progress grid (0: none)
     timestep_spacing: str = "trailing"
     unet_overrides: dict = field(default_factory=dict)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -68,6 +69,7 @@ def run_diffusion(
         prediction_type=run.prediction_type, snr_gamma=run.snr_gamma, learn_sigma=run.learn_sigma,
         num_classes=num_classes, cond_drop_prob=run.cond_drop_prob, sampler=run.sampler,
         sample_steps=run.sample_steps, timestep_spacing=run.timestep_spacing,
+        num_samples=run.num_samples,
     )  # fmt: skip
     result = train(recipe, data.dataset, run.train)
     pipe = Pipeline(

@@ -1,0 +1,80 @@
+"""`hwaksan train` and `hwaksan sample` end to end at toy scale, and their one-line errors."""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+from train_toys import one_thread
+
+import hwaksan as hk
+from hwaksan.cli import main
+
+TOY = ["--preset", "tiny", "--steps", "3", "--batch-size", "8", "--sample-every", "0",
+       "--warmup", "1", "--sample-steps", "2", "--num-samples", "4"]  # fmt: skip
+
+_one_thread = pytest.fixture(autouse=True, scope="module")(one_thread)
+
+
+def _run(*args: str):
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("digits")
+    result = _run("train", "--data", "digits", "--class-conditional", "--out", str(out), *TOY)
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_train_then_sample(trained, tmp_path):
+    assert (trained / "model" / "config.json").exists()
+    assert (trained / "log.csv").exists() and (trained / "samples").is_dir()
+    pipe = hk.load(trained / "model")
+    assert pipe.num_classes == 10 and pipe.image_shape == (1, 16, 16)
+    assert pipe.class_names[3] == "three"
+    grid = tmp_path / "grid.png"
+    result = _run("sample", str(trained), "-n", "20", "--steps", "3", "--out", str(grid),
+                  "--scale", "1")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    # 20 images, one row per class: 10 columns x 2 rows of 16 px tiles with 1 px padding
+    assert Image.open(grid).size == (10 * 17 + 1, 2 * 17 + 1)
+
+
+def test_resume_continues_and_other_settings_are_refused(trained):
+    result = _run("train", "--data", "digits", "--class-conditional", "--out", str(trained),
+                  "--resume", *TOY[:2], "--steps", "4", *TOY[4:])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "trained 4 steps" in result.output
+    result = _run("train", "--data", "digits", "--class-conditional", "--out", str(trained),
+                  "--resume", "--schedule", "linear", *TOY)  # fmt: skip
+    assert result.exit_code == 2
+    assert "different model" in result.output
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--data", "digits", "--preset", "huge"], "unknown U-Net preset"),
+        (["--data", "{missing}"], "neither shapes, digits nor an existing folder"),
+        (["--data", "{empty}"], "has no images"),
+        (["--data", "digits", "--resolution", "15"], "not divisible"),
+        (["--data", "digits", "--lr", "1e30"], "lower --lr"),
+        (["--data", "{empty}", "--class-conditional"], "has no images"),
+    ],
+)
+def test_bad_input_is_one_clear_line(tmp_path, args, message):
+    (tmp_path / "empty").mkdir()
+    args = [a.format(missing=tmp_path / "missing", empty=tmp_path / "empty") for a in args]
+    result = _run("train", "--out", str(tmp_path / "run"), *TOY[:2], "--steps", "6", *TOY[4:],
+                  *args)  # fmt: skip
+    assert result.exit_code == 2, result.output
+    error_lines = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(error_lines) == 1 and message in error_lines[0], result.output
+
+
+def test_sample_bad_model_is_one_clear_line(tmp_path):
+    result = _run("sample", str(tmp_path), "--out", str(tmp_path / "g.png"))
+    assert result.exit_code == 2
+    assert "config.json is missing" in result.output
