@@ -5,11 +5,14 @@ The public API (see ARCHITECTURE.md): `NoiseSchedule`, `sample`, `ddim_invert`, 
 """
 
 from hwaksan.diffusion import NoiseSchedule, ScheduleConfig, nll_bits_per_dim
+from hwaksan.pipeline import Pipeline, load
 from hwaksan.sampling import ddim_invert, sample, slerp
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Pipeline",
+    "load",
     "NoiseSchedule",
     "ScheduleConfig",
     "__version__",
