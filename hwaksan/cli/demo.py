@@ -103,7 +103,7 @@ def _print_table(report: dict) -> None:
     click.echo(f"\ntrained {report['train_steps']} steps in {report['train_minutes']} min; "
                f"total {report['total_minutes']} min")  # fmt: skip
     rows = report["scores"]
-    keys = [k for k in next(iter(rows.values())) if k not in ("kid_std",)]
+    keys = ["validity", "coverage", "frechet_distance", "kid_mean"]
     click.echo(f"{'sampler':<12}" + "".join(f"{k:>18}" for k in keys))
     for name, score in rows.items():
         click.echo(f"{name:<12}" + "".join(f"{score.get(k, float('nan')):>18.4g}" for k in keys))

@@ -95,6 +95,7 @@ class TrainResult:
     model: nn.Module  # unwrapped
     ema_model: nn.Module | None
     out_dir: Path
+    is_main: bool = True  # the process that writes files (rank 0)
 
 
 def lr_at(step: int, config: TrainConfig) -> float:
@@ -175,7 +176,7 @@ def train(recipe: Recipe, dataset: Dataset, config: TrainConfig) -> TrainResult:
     if rt.is_main:
         plot_loss(out / "log.csv", out / "loss.png")
     rt.end()
-    return TrainResult(step, raw_model, ema.model if ema is not None else None, out)
+    return TrainResult(step, raw_model, ema.model if ema is not None else None, out, rt.is_main)
 
 
 def _train_step(recipe, model, optimizer, ema, dataset, sampler, step, config, rt) -> dict:

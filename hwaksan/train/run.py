@@ -79,7 +79,7 @@ def run_diffusion(
         class_names=data.class_names if num_classes else None,
         data={**data.info, "steps": result.step, "preset": run.preset},
     )  # fmt: skip
-    if Path(run.train.out_dir).exists():  # the main process saves; others have no folder to fill
+    if result.is_main:
         pipe.save(Path(run.train.out_dir) / "model", unet_ema=result.ema_model)
     if result.ema_model is not None:
         pipe.unet = result.ema_model
