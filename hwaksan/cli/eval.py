@@ -102,7 +102,8 @@ def command(source, data, n_real, feature, resolution, min_objects, max_objects,
         resolution=resolution,
     )
     if as_json:
-        click.echo(json.dumps({**meta, **result}, indent=2))
+        nan_as_null = {k: None if v != v else v for k, v in result.items()}  # NaN: no such claim
+        click.echo(json.dumps({**meta, **nan_as_null}, indent=2))
     else:
         header = (
             f"{len(images)} images in {source} vs {len(real)} real ({data}), "

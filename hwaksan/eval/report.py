@@ -59,9 +59,11 @@ def evaluate(
         from hwaksan.eval import shapes_score
 
         config = shapes.ShapesConfig(resolution=images.shape[-1], **shapes_options)
-        result.update(shapes_score.validity_coverage(images, config))
+        checks = shapes_score.validity_coverage(images, config)
+        result.update({k: v for k, v in checks.items() if k != "n"})
         if captions is not None and all(captions):
-            result["prompt_score"] = shapes_score.prompt_score(captions, images)
+            claims = shapes_score.prompt_score(captions, images)
+            result.update({f"prompt_{k}": v for k, v in claims.items() if k != "n"})
     if data == "digits":
         from hwaksan.eval.digits_score import digits_accuracy, digits_histogram
 

@@ -29,17 +29,22 @@ class FeatureNetConfig:
     feature_dim: int = 64  # penultimate features: what the Frechet distance compares
     feature_scale: float = 1.0  # features are divided by this: their RMS on the training data
     heads: dict[str, int] = field(default_factory=lambda: {"digit": 10})
+    norm: str = "group"  # "group" | "batch" (batch statistics keep each image's absolute colors)
     extra: dict = field(default_factory=dict)  # vocabulary, training record, measured accuracy
 
 
-def _stage(c_in: int, c_out: int) -> nn.Sequential:
-    """Two 3x3 convs (GroupNorm, SiLU), then a 2x average pool."""
+def _norm(kind: str, channels: int) -> nn.Module:
+    return nn.GroupNorm(8, channels) if kind == "group" else nn.BatchNorm2d(channels)
+
+
+def _stage(c_in: int, c_out: int, norm: str) -> nn.Sequential:
+    """Two 3x3 convs (normalization, SiLU), then a 2x average pool."""
     return nn.Sequential(
         nn.Conv2d(c_in, c_out, 3, padding=1),
-        nn.GroupNorm(8, c_out),
+        _norm(norm, c_out),
         nn.SiLU(),
         nn.Conv2d(c_out, c_out, 3, padding=1),
-        nn.GroupNorm(8, c_out),
+        _norm(norm, c_out),
         nn.SiLU(),
         nn.AvgPool2d(2),
     )
@@ -52,7 +57,9 @@ class FeatureCNN(nn.Module):
         super().__init__()
         self.config = config
         widths = [config.in_channels, *config.widths]
-        self.stages = nn.Sequential(*[_stage(a, b) for a, b in zip(widths[:-1], widths[1:])])
+        self.stages = nn.Sequential(
+            *[_stage(a, b, config.norm) for a, b in zip(widths[:-1], widths[1:])]
+        )
         side = config.resolution // 2 ** len(config.widths)
         self.to_features = nn.Linear(config.widths[-1] * side * side, config.feature_dim)
         self.head = nn.Linear(config.feature_dim, sum(config.heads.values()))
