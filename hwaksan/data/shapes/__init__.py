@@ -8,7 +8,13 @@ objects = detect(images[0])                            # read an image back into
 from hwaksan.data.shapes.caption_parser import Mention, Prompt, parse_caption, scene_prompt
 from hwaksan.data.shapes.dataset import ShapesDataset
 from hwaksan.data.shapes.detector import DetectedObject, Parse, detect, parse
-from hwaksan.data.shapes.renderer import edge_map, render, render_batch, segmentation_mask, to_tensor
+from hwaksan.data.shapes.renderer import (
+    edge_map,
+    render,
+    render_batch,
+    segmentation_mask,
+    to_tensor,
+)
 from hwaksan.data.shapes.scene import Scene, ShapeObject, sample_scene
 from hwaksan.data.shapes.world import (
     ALL_SHAPES,

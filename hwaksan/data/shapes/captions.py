@@ -48,31 +48,32 @@ COUNT_NOUNS = ("shapes", "objects")
 PREFIXES = ("", "a picture of ", "an image of ")
 
 
-def _pick(rng: np.random.Generator, options: tuple[str, ...]) -> str:
-    return options[rng.integers(len(options))]
+def pick(rng: np.random.Generator, options: tuple):
+    """One of `options`, uniformly (a cheaper draw than rng.integers for scalars)."""
+    return options[int(rng.random() * len(options))]
 
 
 def _with_article(rng: np.random.Generator, phrase: str) -> str:
     """Optional article: "a"/"an", "one", or none."""
-    article = _pick(rng, ("a", "a", "one", ""))
+    article = pick(rng, ("a", "a", "one", ""))
     if article == "a" and phrase[0] in "aeiou":
         article = "an"
     return f"{article} {phrase}".strip()
 
 
 def _object(rng: np.random.Generator, o: ShapeObject, size: bool) -> str:
-    words = [o.color, _pick(rng, SHAPE_WORDS[o.shape])]
+    words = [o.color, pick(rng, SHAPE_WORDS[o.shape])]
     if size:
-        words.insert(0, _pick(rng, SIZE_WORDS[o.size]))
+        words.insert(0, pick(rng, SIZE_WORDS[o.size]))
     return _with_article(rng, " ".join(words))
 
 
 def _position(rng: np.random.Generator, o: ShapeObject) -> str:
-    return f"{_pick(rng, POSITION_PREPOSITIONS)} {_pick(rng, POSITION_WORDS[o.position])}"
+    return f"{pick(rng, POSITION_PREPOSITIONS)} {pick(rng, POSITION_WORDS[o.position])}"
 
 
 def _relation(rng: np.random.Generator, a: ShapeObject, b: ShapeObject) -> str:
-    return _pick(rng, RELATION_WORDS[relation_word(a.centroid, b.centroid)])
+    return pick(rng, RELATION_WORDS[relation_word(a.centroid, b.centroid)])
 
 
 def _join(parts: list[str]) -> str:
@@ -86,7 +87,7 @@ def _grouped(rng: np.random.Generator, objects: tuple[ShapeObject, ...]) -> list
         groups[(o.shape, o.color)] = groups.get((o.shape, o.color), 0) + 1
     parts = []
     for (shape, color), n in groups.items():
-        word = _pick(rng, SHAPE_WORDS[shape])
+        word = pick(rng, SHAPE_WORDS[shape])
         if n == 1:
             parts.append(_with_article(rng, f"{color} {word}"))
         else:
@@ -97,19 +98,19 @@ def _grouped(rng: np.random.Generator, objects: tuple[ShapeObject, ...]) -> list
 def _single(rng: np.random.Generator, o: ShapeObject) -> list[str]:
     return [
         _object(rng, o, size=True),
-        f"{_object(rng, o, size=bool(rng.integers(2)))} {_position(rng, o)}",
+        f"{_object(rng, o, size=rng.random() < 0.5)} {_position(rng, o)}",
         f"{_position(rng, o)}, {_object(rng, o, size=True)}",
-        f"{_pick(rng, PREFIXES[1:])}{_object(rng, o, size=bool(rng.integers(2)))}",
+        f"{pick(rng, PREFIXES[1:])}{_object(rng, o, size=rng.random() < 0.5)}",
     ]
 
 
 def _pair(rng: np.random.Generator, a: ShapeObject, b: ShapeObject) -> list[str]:
-    size = bool(rng.integers(2))
+    size = rng.random() < 0.5
     a_rel_b = f"{_object(rng, a, size)} {_relation(rng, a, b)} {_object(rng, b, size)}"
     b_rel_a = f"{_object(rng, b, not size)} {_relation(rng, b, a)} {_object(rng, a, not size)}"
     placed = [f"{_object(rng, o, size)} {_position(rng, o)}" for o in (a, b)]
-    counted = f"two {_pick(rng, COUNT_NOUNS)}: {_join(_grouped(rng, (a, b)))}"
-    prefixed = f"{_pick(rng, PREFIXES[1:])}{_object(rng, a, size)} {_relation(rng, a, b)} " + (
+    counted = f"two {pick(rng, COUNT_NOUNS)}: {_join(_grouped(rng, (a, b)))}"
+    prefixed = f"{pick(rng, PREFIXES[1:])}{_object(rng, a, size)} {_relation(rng, a, b)} " + (
         _object(rng, b, size)
     )
     return [a_rel_b, b_rel_a, _join(placed), counted, prefixed]
@@ -117,12 +118,12 @@ def _pair(rng: np.random.Generator, a: ShapeObject, b: ShapeObject) -> list[str]
 
 def _triple(rng: np.random.Generator, objects: tuple[ShapeObject, ...]) -> list[str]:
     a, b, c = (objects[i] for i in rng.permutation(3))
-    size = bool(rng.integers(2))
+    size = rng.random() < 0.5
     placed = [f"{_object(rng, o, size)} {_position(rng, o)}" for o in (a, b, c)]
     return [
         _join(_grouped(rng, (a, b, c))),
         _join(placed),
-        f"three {_pick(rng, COUNT_NOUNS)}: {_join(placed)}",
+        f"three {pick(rng, COUNT_NOUNS)}: {_join(placed)}",
         f"{_object(rng, a, size)} {_relation(rng, a, b)} {_object(rng, b, size)} and {placed[2]}",
     ]
 

@@ -31,7 +31,7 @@ INK = 0.25  # RGB distance (0-1 units) from the background that makes a pixel in
 COLOR_TOL = 0.15  # largest RGB distance of an ink pixel from its color's line through the bg
 PURITY = 0.9  # fraction of a component's ink that its one color must explain
 FIT_TOL = 0.3  # largest L1 misfit (relative to area) of the best shape template
-CORE_ALPHA = 0.85  # smallest median coverage inside the shape (a faint or washed-out blob fails)
+CORE_ALPHA = 0.85  # smallest median measured/expected coverage inside (a faint blob fails)
 SPECK = 0.008  # components with fewer ink pixels than SPECK * resolution^2 are specks, dropped
 R_RANGE = (0.75 * SIZE_RADIUS["small"][0], 1.3 * SIZE_RADIUS["large"][1])  # plausible r / res
 
@@ -70,14 +70,21 @@ def as_array(image) -> np.ndarray:
     return x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x.astype(np.float32)
 
 
+def _neighbourhood(x: np.ndarray, reduce) -> np.ndarray:
+    """reduce (np.maximum or np.logical_or) over each pixel's 3x3 neighbourhood, zero outside."""
+    H, W = x.shape
+    p = np.zeros((H + 2, W + 2), x.dtype)
+    p[1:-1, 1:-1] = x
+    rows = reduce(reduce(p[:-2], p[1:-1]), p[2:])  # (H, W + 2)
+    return reduce(reduce(rows[:, :-2], rows[:, 1:-1]), rows[:, 2:])
+
+
 def label_components(mask: np.ndarray) -> np.ndarray:
     """8-connected component labels (0 = off) by iterated 3x3 max-propagation of pixel ids."""
     H, W = mask.shape
     labels = np.where(mask, np.arange(1, H * W + 1).reshape(H, W), 0)
     while True:
-        p = np.pad(labels, 1)
-        neigh = np.max([p[i : i + H, j : j + W] for i in range(3) for j in range(3)], axis=0)
-        new = np.where(mask, neigh, 0)
+        new = np.where(mask, _neighbourhood(labels, np.maximum), 0)
         if np.array_equal(new, labels):
             return labels
         labels = new
@@ -111,8 +118,8 @@ def _fit_shape(alpha, region, others, shapes, R):
         template = coverage(s, px, py, cx, cy, r)
         error = float((np.abs(patch - template) * weight).sum() / area)
         if best is None or error < best[3]:
-            inside = template >= 0.99
-            core = float(np.median(patch[inside])) if inside.any() else float(patch.max())
+            inside = template >= 0.5  # measured / expected coverage there: ~1 unless faint
+            core = float(np.median(patch[inside] / template[inside])) if inside.any() else 0.0
             best = (s, r, (cx, cy), error, core)
     return best
 
@@ -150,7 +157,7 @@ def parse(image, shapes: tuple[str, ...] = ALL_SHAPES, colors: tuple[str, ...] =
         if (residual[k][comp] < COLOR_TOL).mean() < PURITY:
             out.rejected.append("not one palette color")
             continue
-        region = _dilate(comp) & ~(ink & ~comp)
+        region = _neighbourhood(comp, np.logical_or) & ~(ink & ~comp)
         fit = _fit_shape(alpha[k], region, ink & ~comp, shapes, R)
         why = "empty" if fit is None else _accept(fit, R)
         if why:
@@ -158,12 +165,6 @@ def parse(image, shapes: tuple[str, ...] = ALL_SHAPES, colors: tuple[str, ...] =
             continue
         out.objects.append(_detected(fit, visible[k], R))
     return out
-
-
-def _dilate(mask: np.ndarray) -> np.ndarray:
-    H, W = mask.shape
-    p = np.pad(mask, 1)
-    return np.any([p[i : i + H, j : j + W] for i in range(3) for j in range(3)], axis=0)
 
 
 def _detected(fit, color: str, R: int) -> DetectedObject:

@@ -83,13 +83,13 @@ def polygon_sdf(px: np.ndarray, py: np.ndarray, poly: np.ndarray) -> np.ndarray:
     vi, vj = poly, np.roll(poly, 1, axis=0)  # edge from vj to vi
     ex, ey = vj[:, 0] - vi[:, 0], vj[:, 1] - vi[:, 1]  # (E,)
     wx, wy = px[..., None] - vi[:, 0], py[..., None] - vi[:, 1]  # (..., E)
-    t = np.clip((wx * ex + wy * ey) / (ex * ex + ey * ey), 0.0, 1.0)
+    t = np.clip((wx * ex + wy * ey) * (1.0 / (ex * ex + ey * ey)), 0.0, 1.0)
     dx, dy = wx - ex * t, wy - ey * t
     dist = np.sqrt((dx * dx + dy * dy).min(-1))
     # Crossing-number parity: a point is inside when a ray crosses an odd number of edges.
-    below_i, below_j = py[..., None] >= vi[:, 1], py[..., None] < vj[:, 1]
+    below_i, below_j = wy >= 0, py[..., None] < vj[:, 1]
     left = ex * wy > ey * wx
-    inside = ((below_i == below_j) & (below_i == left)).sum(-1) % 2 == 1
+    inside = np.logical_xor.reduce((below_i == below_j) & (below_i == left), axis=-1)
     return np.where(inside, -dist, dist)
 
 

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hwaksan.data.shapes import captions as captions_mod
+from hwaksan.data.shapes.captions import phrasings as all_phrasings
+from hwaksan.data.shapes.captions import pick
 from hwaksan.data.shapes.geometry import EXTENT
 from hwaksan.data.shapes.world import (
     SIZE_RADIUS,
@@ -68,30 +69,25 @@ def _gap(resolution: int) -> float:
 
 def _place(rng: np.random.Generator, shape: str, r: float, placed: list[ShapeObject], R: int):
     """A centroid for a new object, or None: inside the image (1 px border), clear of the
-    others by a gap, and not within 4% of a 3x3-grid line (so position words are unambiguous)."""
+    others by a gap, and not within 4% of a 3x3-grid line (so position words are unambiguous).
+    Draws 64 candidates at once and keeps the first that passes."""
     x0, y0, x1, y1 = EXTENT[shape]
     lo, hi = np.array([1 - x0 * r, 1 - y0 * r]), np.array([R - 1 - x1 * r, R - 1 - y1 * r])
-    gap, band = _gap(R), 0.04 * R
-    for _ in range(50):
-        c = lo + (hi - lo) * rng.random(2)
-        if (np.abs(c[:, None] - np.array([R / 3, 2 * R / 3])) < band).any():
-            continue
-        box = (c[0] + x0 * r, c[1] + y0 * r, c[0] + x1 * r, c[1] + y1 * r)
-        if any(_boxes_near(box, o.box, gap) for o in placed):
-            continue
-        if placed and len(placed) == 1 and _diagonal(c, placed[0].centroid, R):
-            continue
-        return float(c[0]), float(c[1])
-    return None
-
-
-def _boxes_near(a, b, gap: float) -> bool:
-    return a[0] < b[2] + gap and b[0] < a[2] + gap and a[1] < b[3] + gap and b[1] < a[3] + gap
-
-
-def _diagonal(a, b, R: int) -> bool:
-    """True when two centroids are so near a diagonal that "left of" vs "above" is ambiguous."""
-    return abs(abs(a[0] - b[0]) - abs(a[1] - b[1])) < 0.08 * R
+    c = lo + (hi - lo) * rng.random((64, 2))  # (64, 2) candidate centroids
+    ok = ~(np.abs(c[:, :, None] - np.array([R / 3, 2 * R / 3])) < 0.04 * R).any((1, 2))
+    boxes = np.concatenate([c + r * np.array([x0, y0]), c + r * np.array([x1, y1])], 1)
+    gap = _gap(R)
+    for o in placed:
+        b = o.box
+        ok &= ~(
+            (boxes[:, 0] < b[2] + gap) & (b[0] < boxes[:, 2] + gap)
+            & (boxes[:, 1] < b[3] + gap) & (b[1] < boxes[:, 3] + gap)
+        )  # fmt: skip
+    if len(placed) == 1:  # a pair: keep "left of" vs "above" unambiguous
+        d = np.abs(c - np.array(placed[0].centroid))
+        ok &= np.abs(d[:, 0] - d[:, 1]) >= 0.08 * R
+    hits = np.flatnonzero(ok)
+    return (float(c[hits[0], 0]), float(c[hits[0], 1])) if hits.size else None
 
 
 def _objects(rng: np.random.Generator, config: ShapesConfig) -> tuple[ShapeObject, ...]:
@@ -100,9 +96,8 @@ def _objects(rng: np.random.Generator, config: ShapesConfig) -> tuple[ShapeObjec
         n = int(rng.integers(config.min_objects, config.max_objects + 1))
         placed: list[ShapeObject] = []
         for _ in range(n):
-            shape = config.shapes[rng.integers(len(config.shapes))]
-            color = colors[rng.integers(len(colors))]
-            size = config.sizes[rng.integers(len(config.sizes))]
+            shape, color = pick(rng, config.shapes), pick(rng, colors)
+            size = pick(rng, config.sizes)
             lo, hi = SIZE_RADIUS[size]
             r = R * (lo + (hi - lo) * rng.random())
             c = _place(rng, shape, r, placed, R)
@@ -117,12 +112,12 @@ def sample_scene(rng_or_seed: np.random.Generator | int, config: ShapesConfig) -
     """Draw a scene (objects, captions, class id) deterministically from a seed or a Generator."""
     rng = np.random.default_rng(rng_or_seed)
     objects = _objects(rng, config)
-    phrasings = captions_mod.phrasings(objects, rng)
+    phrasings = all_phrasings(objects, rng)
     return Scene(
         objects=objects,
         resolution=config.resolution,
         background=config.background,
         captions=phrasings,
-        caption=phrasings[rng.integers(len(phrasings))],
+        caption=pick(rng, phrasings),
         class_id=class_id(objects[0].shape, objects[0].color, config),
     )
