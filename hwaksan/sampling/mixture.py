@@ -56,6 +56,21 @@ class GaussianMixture:
         z = torch.randn(n, self.means.shape[1], generator=generator, dtype=torch.float64)
         return (self.means[k] + self.stds[k] * z).float()
 
+    def _log_joint(
+        self, x_t: torch.Tensor, alpha: torch.Tensor | float, sigma: torch.Tensor | float
+    ) -> torch.Tensor:
+        """log w_k + log N(x_t; alpha mu_k, alpha^2 s_k^2 + sigma^2), shape [N, K]."""
+        x = x_t.double()[:, None, :]  # [N, 1, D]
+        alpha = torch.as_tensor(alpha, dtype=torch.float64).reshape(-1, 1, 1)
+        sigma = torch.as_tensor(sigma, dtype=torch.float64).reshape(-1, 1, 1)
+        var = alpha**2 * self.stds**2 + sigma**2  # [N, K, D]
+        log_n = -0.5 * ((x - alpha * self.means) ** 2 / var + var.log() + math.log(2 * math.pi))
+        return self.weights.log() + log_n.sum(-1)
+
+    def log_prob(self, x0: torch.Tensor) -> torch.Tensor:
+        """log p(x0) of the data, shape [N]."""
+        return self._log_joint(x0, 1.0, 0.0).logsumexp(-1)
+
     def log_responsibilities(
         self,
         x_t: torch.Tensor,
@@ -63,12 +78,7 @@ class GaussianMixture:
         sigma: torch.Tensor | float = 0.0,
     ) -> torch.Tensor:
         """log r_k(x_t) = log p(k | x_t), shape [N, K]; alpha, sigma broadcast as [N, 1]."""
-        x = x_t.double()[:, None, :]  # [N, 1, D]
-        alpha = torch.as_tensor(alpha, dtype=torch.float64).reshape(-1, 1, 1)
-        sigma = torch.as_tensor(sigma, dtype=torch.float64).reshape(-1, 1, 1)
-        var = alpha**2 * self.stds**2 + sigma**2  # [N, K, D]
-        log_n = -0.5 * ((x - alpha * self.means) ** 2 / var + var.log() + math.log(2 * math.pi))
-        log_joint = self.weights.log() + log_n.sum(-1)  # [N, K]
+        log_joint = self._log_joint(x_t, alpha, sigma)
         return log_joint - log_joint.logsumexp(-1, keepdim=True)
 
     def posterior_mean(
