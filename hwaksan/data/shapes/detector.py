@@ -30,7 +30,9 @@ from hwaksan.data.shapes.world import (
 INK = 0.25  # RGB distance (0-1 units) from the background that makes a pixel ink
 COLOR_TOL = 0.15  # largest RGB distance of an ink pixel from its color's line through the bg
 PURITY = 0.9  # fraction of a component's ink that its one color must explain
-FIT_TOL = 0.3  # largest L1 misfit (relative to area) of the best shape template
+# Largest L1 misfit (relative to area) of the best shape template: FIT_TOL + FIT_EDGE / r. The
+# misfit of a true shape comes from its edge pixels (pixelation, noise), so it scales as 1 / r.
+FIT_TOL, FIT_EDGE = 0.08, 0.5
 CORE_ALPHA = 0.85  # smallest median measured/expected coverage inside (a faint blob fails)
 SPECK = 0.008  # components with fewer ink pixels than SPECK * resolution^2 are specks, dropped
 R_RANGE = (0.75 * SIZE_RADIUS["small"][0], 1.3 * SIZE_RADIUS["large"][1])  # plausible r / res
@@ -127,7 +129,7 @@ def _fit_shape(alpha, region, others, shapes, R):
 def _accept(fit, R: int) -> str | None:
     """Why a fitted component is not a valid object, or None when it is."""
     shape, r, _, error, core = fit
-    if error > FIT_TOL:
+    if error > FIT_TOL + FIT_EDGE / r:
         return f"no shape fits (best {shape}, misfit {error:.2f})"
     if core < CORE_ALPHA:
         return f"faint or off-palette interior (coverage {core:.2f})"
