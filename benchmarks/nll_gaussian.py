@@ -23,44 +23,11 @@ from pathlib import Path
 import torch
 
 import hwaksan as hk
-from hwaksan.diffusion.exact import GaussianDenoiser
-from hwaksan.diffusion.schedule import _gather
+from hwaksan.diffusion.exact import GaussianDenoiser, MixtureDenoiser
 
 D, B = 2048, 32
 T_VALUES = (10, 30, 100, 300, 1000)
 OUT = Path(__file__).parent / "results"
-
-
-class MixtureDenoiser:
-    """Exact E[x0|x_t], Var[x0|x_t] for x0 ~ 0.5 N(-m, r^2) + 0.5 N(m, r^2) per dimension, as an
-    eps prediction plus the log of the moment-matched reverse variance ("learned_log")."""
-
-    def __init__(self, m: float, r: float, schedule: hk.NoiseSchedule) -> None:
-        self.means, self.r2, self.schedule = (
-            torch.tensor([-m, m], dtype=torch.float64),
-            r * r,
-            schedule,
-        )
-
-    def __call__(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        alpha, sigma = self.schedule.alpha_sigma(t, x_t)
-        alpha, sigma, x = alpha[..., None], sigma[..., None], x_t[..., None]  # [B, D, 1]
-        var_t = alpha**2 * self.r2 + sigma**2
-        log_w = -0.5 * (x - alpha * self.means) ** 2 / var_t  # equal weights and variances
-        w = log_w.softmax(dim=-1)  # [B, D, 2]: posterior weight of each component
-        comp_mean = self.means + alpha * self.r2 / var_t * (x - alpha * self.means)
-        x0_mean = (w * comp_mean).sum(-1)
-        x0_var = (
-            self.r2 * sigma[..., 0] ** 2 / var_t[..., 0] + (w * comp_mean**2).sum(-1) - x0_mean**2
-        )
-        coef1 = _gather(self.schedule.posterior_mean_coef1, t, x_t)
-        reverse_var = _gather(self.schedule.posterior_variance, t, x_t) + coef1**2 * x0_var
-        eps = (x_t - alpha[..., 0] * x0_mean) / sigma[..., 0]
-        return torch.cat([eps, reverse_var.log()], dim=1)
-
-    def nll_bits_per_dim(self, x0: torch.Tensor) -> torch.Tensor:
-        comps = torch.distributions.Normal(self.means, math.sqrt(self.r2)).log_prob(x0[..., None])
-        return -(comps.logsumexp(-1) - math.log(2)).mean(1) / math.log(2)
 
 
 def _estimate(model, x0, schedule, variance_type, seed=1):
@@ -116,7 +83,7 @@ def mixture_rows() -> list[dict]:
     rows = []
     for T in T_VALUES:
         schedule = hk.NoiseSchedule.cosine(T)
-        model = MixtureDenoiser(0.5, 0.1, schedule)
+        model = MixtureDenoiser(torch.tensor([-0.5, 0.5]), 0.1, schedule, learned_variance=True)
         out = _estimate(model, x0, schedule, "learned_log")
         gap, se = _mean_se(out["bpd"] - model.nll_bits_per_dim(x0))
         rows.append(dict(data="mixture", T=T, variance_type="moment-matched", gap=gap, gap_se=se))

@@ -1,9 +1,11 @@
-"""The exact denoiser for Gaussian data: a closed-form model to test samplers, losses and bounds.
+"""Exact denoisers for data with a closed-form posterior: models to test samplers, losses, bounds.
 
 For x0 ~ N(mu, diag(s^2)) and x_t = alpha x0 + sigma eps, Gaussian conditioning gives
 E[x0 | x_t] = mu + alpha s^2 / (alpha^2 s^2 + sigma^2) (x_t - alpha mu) and
 Var[x0 | x_t] = s^2 sigma^2 / (alpha^2 s^2 + sigma^2); the reverse step q(x_{t-1} | x_t) is then
 Gaussian too, with variance beta-tilde_t + coef1_t^2 Var[x0 | x_t] (Ho et al. 2020, eq. 7).
+For a Gaussian mixture the posterior is a mixture and the reverse step is not Gaussian; the same
+two moments give the best Gaussian step (Bao et al. 2022's analytic variance, here exact).
 """
 
 from __future__ import annotations
@@ -16,31 +18,21 @@ from hwaksan.diffusion import parameterization as param
 from hwaksan.diffusion.schedule import NoiseSchedule, _gather
 
 
-class GaussianDenoiser:
-    """model(x_t, t) -> the optimal eps / x0 / v prediction for x0 ~ N(mu, diag(s^2)).
+class _ExactDenoiser:
+    """model(x_t, t) -> the optimal eps / x0 / v prediction, from E[x0 | x_t] (`posterior_x0`).
 
-    With `learned_variance=True` it also outputs, as C more channels on dim 1, the log of the true
-    reverse variance, for variance_type="learned_log": then p(x_{t-1} | x_t) = q(x_{t-1} | x_t).
+    With `learned_variance=True` it also outputs, as C more channels on dim 1, the log of the
+    reverse variance beta-tilde_t + coef1_t^2 Var[x0 | x_t], for variance_type="learned_log".
     """
 
     def __init__(
-        self,
-        mu: torch.Tensor,
-        s: torch.Tensor,
-        schedule: NoiseSchedule,
-        prediction_type: str = "epsilon",
-        learned_variance: bool = False,
+        self, schedule: NoiseSchedule, prediction_type: str, learned_variance: bool
     ) -> None:
-        self.mu, self.s, self.schedule = mu, s, schedule
+        self.schedule = schedule
         self.prediction_type, self.learned_variance = prediction_type, learned_variance
 
     def posterior_x0(self, x_t: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(E[x0 | x_t], Var[x0 | x_t]) by Gaussian conditioning."""
-        alpha, sigma = self.schedule.alpha_sigma(t, x_t)
-        s2 = self.s.to(x_t) ** 2
-        denom = alpha**2 * s2 + sigma**2
-        mean = self.mu.to(x_t) + alpha * s2 / denom * (x_t - alpha * self.mu.to(x_t))
-        return mean, (s2 * sigma**2 / denom).expand_as(x_t)
+        raise NotImplementedError
 
     def reverse_variance(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """Var[x_{t-1} | x_t] = beta-tilde_t + coef1_t^2 Var[x0 | x_t] (at t = 0: Var[x0 | x_t])."""
@@ -56,6 +48,30 @@ class GaussianDenoiser:
         if not self.learned_variance:
             return pred
         return torch.cat([pred, self.reverse_variance(x_t, t).log()], dim=1)
+
+
+class GaussianDenoiser(_ExactDenoiser):
+    """The exact denoiser for x0 ~ N(mu, diag(s^2)); with learned_variance its reverse step is
+    exactly q(x_{t-1} | x_t), so the variational bound is tight."""
+
+    def __init__(
+        self,
+        mu: torch.Tensor,
+        s: torch.Tensor,
+        schedule: NoiseSchedule,
+        prediction_type: str = "epsilon",
+        learned_variance: bool = False,
+    ) -> None:
+        super().__init__(schedule, prediction_type, learned_variance)
+        self.mu, self.s = mu, s
+
+    def posterior_x0(self, x_t: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(E[x0 | x_t], Var[x0 | x_t]) by Gaussian conditioning."""
+        alpha, sigma = self.schedule.alpha_sigma(t, x_t)
+        s2 = self.s.to(x_t) ** 2
+        denom = alpha**2 * s2 + sigma**2
+        mean = self.mu.to(x_t) + alpha * s2 / denom * (x_t - alpha * self.mu.to(x_t))
+        return mean, (s2 * sigma**2 / denom).expand_as(x_t)
 
     def expected_bound(self, log_variance: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """E over x0 ~ data and x_t of the bound's terms with the exact mean, in bits/dim.
@@ -83,3 +99,36 @@ class GaussianDenoiser:
         mu, s = self.mu.to(x0), self.s.to(x0)
         nats = 0.5 * math.log(2 * math.pi) + s.log() + 0.5 * ((x0 - mu) / s) ** 2
         return nats.mean(dim=tuple(range(1, x0.ndim))) / math.log(2.0)
+
+
+class MixtureDenoiser(_ExactDenoiser):
+    """The exact denoiser for x0 whose every dimension is an equal-weight mixture of N(m_k, r^2);
+    with learned_variance its reverse step is the best (moment-matched) Gaussian one."""
+
+    def __init__(
+        self,
+        means: torch.Tensor,
+        r: float,
+        schedule: NoiseSchedule,
+        prediction_type: str = "epsilon",
+        learned_variance: bool = False,
+    ) -> None:
+        super().__init__(schedule, prediction_type, learned_variance)
+        self.means, self.r2 = torch.as_tensor(means, dtype=torch.float64), r * r
+
+    def posterior_x0(self, x_t: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(E[x0 | x_t], Var[x0 | x_t]) of the posterior mixture (weights by Bayes' rule)."""
+        alpha, sigma = self.schedule.alpha_sigma(t, x_t)
+        alpha, sigma, x, m = alpha[..., None], sigma[..., None], x_t[..., None], self.means.to(x_t)
+        var_t = alpha**2 * self.r2 + sigma**2  # the variance of x_t under each component
+        weights = (-0.5 * (x - alpha * m) ** 2 / var_t).softmax(dim=-1)  # [..., K]
+        comp_mean = m + alpha * self.r2 / var_t * (x - alpha * m)
+        mean = (weights * comp_mean).sum(-1)
+        within = (self.r2 * sigma**2 / var_t)[..., 0]
+        return mean, within + (weights * comp_mean**2).sum(-1) - mean**2
+
+    def nll_bits_per_dim(self, x0: torch.Tensor) -> torch.Tensor:
+        """The true -log p(x0) per example, in bits/dim: [B]."""
+        comps = torch.distributions.Normal(self.means.to(x0), math.sqrt(self.r2))
+        log_p = comps.log_prob(x0[..., None]).logsumexp(-1) - math.log(len(self.means))
+        return -log_p.mean(dim=tuple(range(1, x0.ndim))) / math.log(2.0)
