@@ -39,5 +39,5 @@ def sample_ddpm(
         x = step.mean
         if i < len(steps) - 1:
             # Ancestral step: add the reverse process's own noise.
-            x = x + (0.5 * step.log_variance).exp() * noise_like(x, generator)
+            x = x + step.variance.sqrt() * noise_like(x, generator)
     return x
