@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from click.testing import CliRunner
 from PIL import Image
@@ -78,3 +80,15 @@ def test_sample_bad_model_is_one_clear_line(tmp_path):
     result = _run("sample", str(tmp_path), "--out", str(tmp_path / "g.png"))
     assert result.exit_code == 2
     assert "config.json is missing" in result.output
+
+
+def test_demo_runs_end_to_end_at_toy_scale(tmp_path):
+    result = _run("demo", "--out", str(tmp_path), "--minutes", "1", "--steps", "2", "-n", "8")
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "scores.json").read_text())
+    assert report["train_steps"] == 2
+    for name in ("ddim-50", "dpmpp_2m-20"):
+        assert 0 <= report["scores"][name]["validity"] <= 1
+        assert report["scores"][name]["n"] == 8
+        assert (tmp_path / f"samples_{name.replace('-', '_')}.png").exists()
+    assert (tmp_path / "train" / "model" / "config.json").exists()

@@ -96,6 +96,7 @@ def _score(samples: dict[str, torch.Tensor], resolution: int, n: int, seed: int)
         full = evaluate(images, real, "shapes", feature="shapes", kid_subset_size=min(n, 1000),
                         **options)  # fmt: skip
         scores[sampler] = {k: v for k, v in full.items() if isinstance(v, (int, float))}
+        scores[sampler]["n"] = len(images)
     return scores
 
 

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Reproduce the models that ship inside the package (hwaksan/weights/<name>/), then measure them.
+# Each trains on the CPU in the background-friendly way (one thread); on a GPU drop OMP_NUM_THREADS.
+#   bash scripts/train_shipped.sh digits    # class-conditional digits, 16x16
+#   bash scripts/train_shipped.sh shapes    # unconditional shapes world, 16x16
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+name=${1:?usage: train_shipped.sh digits|shapes}
+
+case "$name" in
+  digits)
+    hwaksan train --data digits --class-conditional --preset tiny --channels 32,64,128 \
+      --resolution 16 --steps "${STEPS:-3000}" --batch-size 128 --lr 1e-3 --warmup 100 \
+      --ema-decay 0.995 --prediction-type v_prediction --schedule cosine \
+      --sample-every 500 --checkpoint-every 250 --out runs/shipped_digits ${RESUME:+--resume}
+    ;;
+  shapes)
+    hwaksan train --data shapes --preset tiny --resolution 16 --steps "${STEPS:-6000}" \
+      --batch-size 64 --lr 2e-3 --warmup 50 --ema-decay 0.995 \
+      --prediction-type v_prediction --schedule cosine \
+      --sample-every 1000 --checkpoint-every 250 --out runs/shipped_shapes ${RESUME:+--resume}
+    ;;
+  *) echo "unknown model $name" >&2; exit 2 ;;
+esac
+
+# Ship the weights in fp16 (a few MB) and measure them.
+python - "$name" <<'PY'
+import sys
+import torch
+import hwaksan as hk
+name = sys.argv[1]
+run = f"runs/shipped_{name}/model"
+raw, ema = hk.load(run, use_ema=False), hk.load(run)
+raw.save(f"hwaksan/weights/{name}", unet_ema=ema.unet, dtype=torch.float16)
+print(f"saved hwaksan/weights/{name}")
+PY
+python benchmarks/shipped_scores.py "$name"
