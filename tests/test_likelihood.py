@@ -13,6 +13,7 @@ import torch
 
 import hwaksan as hk
 from hwaksan.diffusion.exact import GaussianDenoiser, MixtureDenoiser
+from hwaksan.errors import HwaksanError
 
 D, B = 1024, 8  # dims per example (averaged in bits/dim) and examples
 MU = torch.linspace(-0.5, 0.5, D, dtype=torch.float64)
@@ -153,7 +154,7 @@ def test_discrete_bound_is_the_continuous_nll_plus_the_bin_width():
 def test_cond_is_tiled_with_each_batch_of_t():
     """Each model call sees matching rows of x_t, t and cond, whatever batch_of_t is."""
     schedule = hk.NoiseSchedule.linear(12, 1e-3, 0.2)
-    x0 = torch.rand(3, 2, 4, 4) * 2 - 1
+    x0 = torch.randint(0, 256, (3, 2, 4, 4)) / 127.5 - 1
     labels = torch.tensor([0, 1, 2])
     seen = []
 
@@ -169,3 +170,9 @@ def test_cond_is_tiled_with_each_batch_of_t():
     assert sorted(t_all.tolist()) == sorted(list(range(12)) * 3)
     assert bool((t_all.view(12, 3) == t_all.view(12, 3)[:, :1]).all())  # one t per copy of x0
     assert labels_all.tolist() == [0, 1, 2] * 12
+
+
+def test_discrete_needs_8bit_data():
+    schedule = hk.NoiseSchedule.linear(10, 1e-3, 0.2)
+    with pytest.raises(HwaksanError, match="8-bit"):
+        hk.nll_bits_per_dim(lambda x, t: x, torch.full((1, 4), 0.3), schedule)

@@ -1,6 +1,6 @@
 """The noise process, parameterizations, losses and likelihood — no networks, no data."""
 
-from hwaksan.diffusion.exact import GaussianDenoiser
+from hwaksan.diffusion.exact import GaussianDenoiser, MixtureDenoiser
 from hwaksan.diffusion.likelihood import nll_bits_per_dim
 from hwaksan.diffusion.losses import diffusion_loss, hybrid_loss, min_snr_weight
 from hwaksan.diffusion.reverse import ReverseStep, p_mean_variance
@@ -9,6 +9,7 @@ from hwaksan.diffusion.vlb import prior_bpd, vlb_terms
 
 __all__ = [
     "GaussianDenoiser",
+    "MixtureDenoiser",
     "NoiseSchedule",
     "ReverseStep",
     "ScheduleConfig",

@@ -14,6 +14,18 @@ from tqdm.auto import tqdm
 from hwaksan.diffusion.losses import sample_forward
 from hwaksan.diffusion.schedule import NoiseSchedule
 from hwaksan.diffusion.vlb import prior_bpd, vlb_terms
+from hwaksan.errors import HwaksanError
+
+
+def _check_8bit(x0: torch.Tensor) -> None:
+    levels = (x0.double() + 1) * 127.5
+    if not bool(
+        ((levels - levels.round()).abs() < 1e-3).all() and (levels.abs() <= 255 + 1e-3).all()
+    ):
+        raise HwaksanError(
+            "discrete=True needs 8-bit images scaled to [-1, 1] (values k / 127.5 - 1); "
+            "pass discrete=False for continuous data"
+        )
 
 
 def _tile(value, k: int):
@@ -44,6 +56,8 @@ def nll_bits_per_dim(
     Returns {"bpd": [B], "prior_bpd": [B], "decoder_bpd": [B], "terms_bpd": [B, T]} where
     terms_bpd[:, t] is L_{t-1} (column 0 is the decoder L_0). `batch_of_t` timesteps share a call.
     """
+    if discrete:
+        _check_8bit(x0)
     B, T = x0.shape[0], len(schedule)
     terms = torch.zeros(B, T, dtype=x0.dtype, device=x0.device)
     chunks = torch.arange(T - 1, -1, -1, device=x0.device).split(batch_of_t)
