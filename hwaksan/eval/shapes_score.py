@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from functools import lru_cache
 from itertools import permutations
 
 import numpy as np
@@ -105,7 +106,8 @@ def prompt_score(prompts: Sequence[str | Scene | Prompt], images, progress: bool
     """Per-claim-type rates and "all" (the fraction of prompts whose every claim holds).
 
     A prompt is a caption string (parsed, see caption_parser), a Scene (all its ground truth is
-    claimed) or a parsed Prompt; images as in `detect`, one per prompt.
+    claimed) or a parsed Prompt; images as in `detect`, one per prompt. Size, position and
+    relation claims hold only for objects bound to a detection of the right shape and color.
     """
     images = _images(images)
     if len(images) != len(prompts):
@@ -170,6 +172,11 @@ def reference_scenes(config: ShapesConfig, n: int = 10_000, seed: int = 12345) -
     return [sample_scene(scene_rng(seed, i), config) for i in range(n)]
 
 
+@lru_cache(maxsize=16)
+def _reference_histograms(config: ShapesConfig) -> dict[str, Counter]:
+    return _histograms(s.objects for s in reference_scenes(config))
+
+
 def validity_coverage(
     images, reference: ShapesConfig | Sequence[Scene], progress: bool = False
 ) -> dict:
@@ -177,16 +184,16 @@ def validity_coverage(
     shape, color, size and count of the TV distance between valid images' attribute histograms
     and the reference's (0 = same distribution, 1 = disjoint; lower is better)."""
     if isinstance(reference, ShapesConfig):
-        config, scenes = reference, reference_scenes(reference)
+        config, theirs = reference, _reference_histograms(reference)
     else:
-        scenes, config = list(reference), _config_of(reference)
+        config, theirs = _config_of(reference), _histograms(s.objects for s in reference)
     parses = [parse(x) for x in tqdm(_images(images), disable=not progress, desc="detect")]
     if parses and parses[0].resolution != config.resolution:
         raise HwaksanError(
             f"images are {parses[0].resolution} px but the reference is {config.resolution} px."
         )
     valid = [p.objects for p in parses if is_valid(p, config)]
-    ours, theirs = _histograms(valid), _histograms(s.objects for s in scenes)
+    ours = _histograms(valid)
     tv = {f"tv_{name}": total_variation(ours[name], theirs[name]) for name in ATTRIBUTES}
     return {
         "validity": len(valid) / max(len(parses), 1),
