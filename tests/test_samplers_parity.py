@@ -151,3 +151,24 @@ def test_steps_offset_matches_diffusers():
 def test_bad_arguments_raise_one_clear_value_error(kwargs, match):
     with pytest.raises(ValueError, match=match):
         hk.sample(model, (1, 3, 4, 4), schedule=SCHEDULE, **kwargs)
+
+
+@pytest.mark.parametrize(
+    "sampler, calls, dtype",
+    [("ddpm", 5, torch.int64), ("ddim", 5, torch.int64), ("dpmpp_2m", 5, torch.int64),
+     ("euler", 5, torch.float32), ("heun", 9, torch.float32)],
+)  # fmt: skip
+def test_model_sees_cond_and_documented_timesteps(sampler, calls, dtype):
+    """cond reaches the model as keywords; t is [B] of the documented dtype; one call per step
+    (Heun: 2N - 1)."""
+    seen = []
+
+    def conditioned(x, t, label):
+        seen.append((label, t.shape, t.dtype))
+        return model(x, t)
+
+    hk.sample(
+        conditioned, (2, 3, 4, 4), schedule=SCHEDULE, sampler=sampler, steps=5,
+        cond={"label": 7}, progress=True,
+    )  # fmt: skip
+    assert seen == [(7, torch.Size([2]), dtype)] * calls
