@@ -193,3 +193,18 @@ def test_log_grid_and_loss_curve_are_written(tmp_path):
     assert (tmp_path / "log.csv").read_text().count("\n") == 5  # header + 4 steps
     assert (tmp_path / "samples" / "step_00000002.png").exists()
     assert (tmp_path / "samples" / "step_00000004.png").exists()
+
+
+def test_bf16_autocast_and_channels_last_train_close_to_fp32(tmp_path):
+    data = BlobDataset(n=16)
+    base = dict(steps=3, ema_decay=None, grad_clip=None, lr_warmup_steps=0)
+    fp32 = train(_recipe(), data, _config(tmp_path / "fp32", **base))
+    bf16 = train(_recipe(), data, _config(tmp_path / "bf16", bf16=True, **base))
+    last = train(_recipe(), data, _config(tmp_path / "cl", channels_last=True, **base))
+    assert bf16.model.conv_out.weight.dtype == torch.float32  # autocast keeps fp32 master weights
+    assert last.model.conv_mid.weight.is_contiguous(memory_format=torch.channels_last)
+    start = _recipe().model.conv_out.weight
+    moved = (fp32.model.conv_out.weight - start).abs().max()
+    for other, tol in ((bf16, 0.2), (last, 1e-3)):
+        gap = (other.model.conv_out.weight - fp32.model.conv_out.weight).abs().max()
+        assert gap <= tol * moved, (gap, moved)

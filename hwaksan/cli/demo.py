@@ -42,7 +42,7 @@ def command(out, minutes, steps, n, seed, resolution, preset, batch_size, lr, em
 
     out = Path(out)
     start = time.perf_counter()
-    data = shapes_data(resolution, length=50_000, seed=seed)
+    data = shapes_data(resolution, length=20_000, seed=seed)
     click.echo(f"1/3 training a {preset} U-Net on {resolution} px shapes for <= {minutes} min")
     run = DiffusionRun(
         data="shapes", resolution=resolution, preset=preset, num_samples=16,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
 from torch.utils.data import Dataset
 
 from hwaksan.errors import HwaksanError
@@ -38,12 +39,27 @@ class CachedItems(Dataset):
         return self.cache[i]
 
 
+class TensorItems(Dataset):
+    """Images [N, C, H, W] and class ids [N] held in memory, as dict items."""
+
+    def __init__(self, images: torch.Tensor, class_ids: torch.Tensor) -> None:
+        self.images, self.class_ids = images, class_ids
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> dict:
+        return {"image": self.images[i], "class_id": int(self.class_ids[i])}
+
+
 def shapes_data(resolution: int = 32, length: int = 20_000, seed: int = 0) -> TrainingData:
-    """One flat shape on black per image (the base shapes and colors), `length` seeded scenes."""
+    """One flat shape on black per image (base shapes and colors): `length` seeded scenes rendered
+    up front in one vectorized batch (the same images as `ShapesDataset(config, length, seed)`)."""
     from hwaksan.data import shapes
 
     config = shapes.ShapesConfig(resolution=resolution, min_objects=1, max_objects=1)
-    dataset = CachedItems(shapes.ShapesDataset(config, length=length, seed=seed))
+    images, scenes = shapes.render_batch(length, seed=seed, config=config)
+    dataset = TensorItems(images, torch.tensor([scene.class_id for scene in scenes]))
     n = shapes.num_classes(config)
     names = [" ".join(reversed(shapes.class_name(i, config))) for i in range(n)]  # "red circle"
     info = {"name": "shapes", "shapes_config": config.to_dict(), "length": length, "seed": seed}

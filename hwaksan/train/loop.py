@@ -111,10 +111,7 @@ def lr_at(step: int, config: TrainConfig) -> float:
 
 def train(recipe: Recipe, dataset: Dataset, config: TrainConfig) -> TrainResult:
     """Train `recipe.model` on `dataset` for `config.steps` optimizer steps (module docstring)."""
-    if config.lr_schedule not in ("constant", "cosine"):
-        raise HwaksanError(f"unknown lr schedule {config.lr_schedule!r}; use constant or cosine")
-    if len(dataset) == 0:
-        raise HwaksanError("the training data set is empty")
+    _check(config, dataset)
     rt = Runtime()
     out, ckpt_root = Path(config.out_dir), Path(config.out_dir) / "checkpoints"
     if rt.is_main:
@@ -141,14 +138,8 @@ def train(recipe: Recipe, dataset: Dataset, config: TrainConfig) -> TrainResult:
         return _save(ckpt_root, step, recipe, raw_model, ema, optimizer, sampler, config, rt)
 
     # The loop: one optimizer step per iteration; Ctrl-C is honoured between steps.
-    bar = tqdm(
-        total=config.steps,
-        initial=step,
-        disable=not (config.progress and rt.is_main),
-        desc="train",
-        unit="step",
-        dynamic_ncols=True,
-    )
+    bar = tqdm(total=config.steps, initial=step, desc="train", unit="step", dynamic_ncols=True,
+               disable=not (config.progress and rt.is_main))  # fmt: skip
     speed = _Throughput(config.batch_size * config.grad_accum * rt.world_size)
     deadline = time.monotonic() + 60 * config.max_minutes if config.max_minutes else math.inf
     model.train()
@@ -162,9 +153,10 @@ def train(recipe: Recipe, dataset: Dataset, config: TrainConfig) -> TrainResult:
             bar.set_postfix(loss=f"{logs['loss']:.4f}", img_s=f"{logs['images_per_s']:.0f}")
             if log is not None and (step % config.log_every == 0 or last):
                 log.write({"step": step, **logs})
-            if step % config.checkpoint_every == 0 or last or interrupted():
+            stop = interrupted()
+            if step % config.checkpoint_every == 0 or last or stop:
                 path = save()
-            if interrupted():
+            if stop:
                 bar.write(f"interrupted at step {step}: saved {path}; continue with --resume")
                 rt.end()
                 raise KeyboardInterrupt
@@ -177,6 +169,15 @@ def train(recipe: Recipe, dataset: Dataset, config: TrainConfig) -> TrainResult:
         plot_loss(out / "log.csv", out / "loss.png")
     rt.end()
     return TrainResult(step, raw_model, ema.model if ema is not None else None, out, rt.is_main)
+
+
+def _check(config: TrainConfig, dataset: Dataset) -> None:
+    if config.lr_schedule not in ("constant", "cosine"):
+        raise HwaksanError(f"unknown lr schedule {config.lr_schedule!r}; use constant or cosine")
+    if len(dataset) == 0:
+        raise HwaksanError("the training data set is empty")
+    if config.batch_size < 1 or config.grad_accum < 1 or config.steps < 0:
+        raise HwaksanError("batch size and gradient accumulation must be at least 1")
 
 
 def _train_step(recipe, model, optimizer, ema, dataset, sampler, step, config, rt) -> dict:
