@@ -16,6 +16,7 @@ _COMMANDS: list[tuple[str, str]] = [
     ("hwaksan.cli.sample", "sample"),
     ("hwaksan.cli.demo", "demo"),
     ("hwaksan.cli.eval", "eval"),
+    ("hwaksan.cli.nll", "nll"),
 ]
 
 
