@@ -9,7 +9,7 @@ reverse process is known in closed form.
    leaves a gap that closes as the steps get finer.
 
 Run: python benchmarks/nll_gaussian.py  (30 s of CPU on one core, 3 min on a busy machine; writes
-benchmarks/results/nll_gaussian.json and .png)
+benchmarks/results/nll_gaussian.md, .json and .png)
 """
 
 from __future__ import annotations
@@ -120,18 +120,23 @@ def main() -> None:
     start = time.time()
     rows = gaussian_rows() + mixture_rows()
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    print(f"# {when}, {platform.machine()}, 1 thread, torch {torch.__version__}")
-    print(f"# D={D} dims x B={B} examples, one x_t per t; gap = mean over examples, +- 1 s.e.")
-    print("| data | T | variance | bound - NLL (bits/dim) | analytic expectation |")
-    print("|---|---|---|---|---|")
+    lines = [
+        f"# {when}, {platform.machine()}, 1 thread, torch {torch.__version__}",
+        f"# D={D} dims x B={B} examples, one x_t per t; gap = mean over examples, +- 1 s.e.",
+        "| data | T | variance | bound - NLL (bits/dim) | analytic expectation |",
+        "|---|---|---|---|---|",
+    ]
     for r in rows:
         analytic = f"{r['analytic_gap']:.4f}" if "analytic_gap" in r else "-"
         gap = f"{r['gap']:+.4f} +- {r['gap_se']:.4f}"
-        print(f"| {r['data']} | {r['T']} | {r['variance_type']} | {gap} | {analytic} |")
+        lines.append(f"| {r['data']} | {r['T']} | {r['variance_type']} | {gap} | {analytic} |")
+    lines.append(f"# {time.time() - start:.0f} s")
+    print("\n".join(lines))
     OUT.mkdir(exist_ok=True)
+    (OUT / "nll_gaussian.md").write_text("\n".join(lines) + "\n")
     (OUT / "nll_gaussian.json").write_text(json.dumps(rows, indent=1))
     plot(rows, OUT / "nll_gaussian.png")
-    print(f"# {time.time() - start:.0f} s; wrote {OUT / 'nll_gaussian.json'} and .png")
+    print(f"# wrote {OUT}/nll_gaussian.md, .json and .png")
 
 
 if __name__ == "__main__":
