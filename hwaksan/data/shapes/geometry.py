@@ -78,26 +78,38 @@ EXTENT = {s: _extent(s) for s in SHAPE_NAMES}  # (x0, y0, x1, y1) at r = 1
 UNIT_AREA = {s: _area(s) for s in SHAPE_NAMES}  # area at r = 1
 
 
-def polygon_sdf(px: np.ndarray, py: np.ndarray, poly: np.ndarray) -> np.ndarray:
-    """Exact signed distance to a polygon (negative inside), vectorized (Quilez, sdPolygon)."""
+def _edges(poly: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Per-edge tables for `polygon_sdf`, in float32: start x, y, end y, direction, 1/length^2."""
     vi, vj = poly, np.roll(poly, 1, axis=0)  # edge from vj to vi
-    ex, ey = vj[:, 0] - vi[:, 0], vj[:, 1] - vi[:, 1]  # (E,)
-    wx, wy = px[..., None] - vi[:, 0], py[..., None] - vi[:, 1]  # (..., E)
-    t = np.clip((wx * ex + wy * ey) * (1.0 / (ex * ex + ey * ey)), 0.0, 1.0)
+    ex, ey = vj[:, 0] - vi[:, 0], vj[:, 1] - vi[:, 1]
+    tables = (vi[:, 0], vi[:, 1], vj[:, 1], ex, ey, 1.0 / (ex * ex + ey * ey))
+    return tuple(t.astype(np.float32) for t in tables)
+
+
+def polygon_sdf(px: np.ndarray, py: np.ndarray, poly) -> np.ndarray:
+    """Exact signed distance to a polygon (negative inside), vectorized (Quilez, sdPolygon).
+
+    `poly` is a vertex array [E, 2] or its `_edges` tables."""
+    vx, vy, vjy, ex, ey, inv_ee = _edges(poly) if isinstance(poly, np.ndarray) else poly
+    wx, wy = px[..., None] - vx, py[..., None] - vy  # (..., E)
+    t = np.clip((wx * ex + wy * ey) * inv_ee, 0.0, 1.0)
     dx, dy = wx - ex * t, wy - ey * t
     dist = np.sqrt((dx * dx + dy * dy).min(-1))
     # Crossing-number parity: a point is inside when a ray crosses an odd number of edges.
-    below_i, below_j = wy >= 0, py[..., None] < vj[:, 1]
+    below_i, below_j = wy >= 0, py[..., None] < vjy
     left = ex * wy > ey * wx
     inside = np.logical_xor.reduce((below_i == below_j) & (below_i == left), axis=-1)
     return np.where(inside, -dist, dist)
+
+
+_EDGES = {s: _edges(p) for s, p in POLYGONS.items()}
 
 
 def unit_sdf(shape: str, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     """Signed distance (at r = 1) of points (u, v) to a unit shape."""
     if shape == "circle":
         return np.sqrt(u * u + v * v) - 1.0
-    return polygon_sdf(u, v, POLYGONS[shape])
+    return polygon_sdf(u, v, _EDGES[shape])
 
 
 def coverage(shape: str, px: np.ndarray, py: np.ndarray, cx, cy, r) -> np.ndarray:
