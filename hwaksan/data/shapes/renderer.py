@@ -95,7 +95,10 @@ def render_batch(
     """
     config = config or ShapesConfig()
     scenes = [sample_scene(scene_rng(seed, start + i), config) for i in range(n)]
-    return to_tensor(_render(scenes, config.resolution)), scenes
+    R, chunk = config.resolution, 256  # chunks keep temporaries [m, P, P, edges] in cache
+    images = [_render(scenes[i : i + chunk], R) for i in range(0, n, chunk)]
+    images = np.concatenate(images) if images else np.zeros((0, R, R, 3), np.uint8)
+    return to_tensor(images), scenes
 
 
 def segmentation_mask(scene: Scene) -> np.ndarray:
