@@ -48,7 +48,7 @@ def _alternation(words) -> str:
 _SHAPE = {w: s for s, ws in SHAPE_WORDS.items() for w in ws}
 _SHAPE.update({PLURAL.get(w, w + "s"): s for w, s in list(_SHAPE.items())})
 _SIZE = {w: s for s, ws in SIZE_WORDS.items() for w in ws}
-_POSITION = {w: p for p, ws in POSITION_WORDS.items() for w in ws}
+_POSITION = {w: p for p, (ws, _) in POSITION_WORDS.items() for w in ws}
 _RELATION = {w: r for r, ws in RELATION_WORDS.items() for w in ws}
 _RELATION.update(
     {"on the left of": "left of", "on the right of": "right of", "underneath": "below"}

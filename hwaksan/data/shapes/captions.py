@@ -24,18 +24,18 @@ SHAPE_WORDS = {
 }
 PLURAL = {"box": "boxes", "cross": "crosses"}  # others add "s"
 SIZE_WORDS = {"small": ("small", "little", "tiny"), "large": ("large", "big")}
-POSITION_WORDS = {
-    "top left": ("top left", "upper left"),
-    "top": ("top", "top middle"),
-    "top right": ("top right", "upper right"),
-    "left": ("left", "middle left"),
-    "center": ("center", "middle"),
-    "right": ("right", "middle right"),
-    "bottom left": ("bottom left", "lower left"),
-    "bottom": ("bottom", "bottom middle"),
-    "bottom right": ("bottom right", "lower right"),
+CORNER = ("in the", "at the")
+POSITION_WORDS = {  # position -> (phrases, prepositions that read naturally before them)
+    "top left": (("top left", "upper left", "top left corner"), CORNER),
+    "top": (("top", "top middle"), ("at the",)),
+    "top right": (("top right", "upper right", "top right corner"), CORNER),
+    "left": (("left", "left side"), ("on the",)),
+    "center": (("center", "middle"), ("in the", "at the")),
+    "right": (("right", "right side"), ("on the",)),
+    "bottom left": (("bottom left", "lower left", "bottom left corner"), CORNER),
+    "bottom": (("bottom", "bottom middle"), ("at the",)),
+    "bottom right": (("bottom right", "lower right", "bottom right corner"), CORNER),
 }
-POSITION_PREPOSITIONS = ("in the", "at the", "on the")
 RELATION_WORDS = {
     "left of": ("to the left of", "left of"),
     "right of": ("to the right of", "right of"),
@@ -69,7 +69,8 @@ def _object(rng: np.random.Generator, o: ShapeObject, size: bool) -> str:
 
 
 def _position(rng: np.random.Generator, o: ShapeObject) -> str:
-    return f"{pick(rng, POSITION_PREPOSITIONS)} {pick(rng, POSITION_WORDS[o.position])}"
+    phrases, prepositions = POSITION_WORDS[o.position]
+    return f"{pick(rng, prepositions)} {pick(rng, phrases)}"
 
 
 def _relation(rng: np.random.Generator, a: ShapeObject, b: ShapeObject) -> str:
