@@ -46,6 +46,8 @@ def vlb_terms(
     true_mean, _, true_log_var = schedule.posterior(x0, x_t, t)
     p = p_mean_variance(model_out, x_t, t, schedule, prediction_type, variance_type)
     kl = mean_flat(normal_kl(true_mean, true_log_var, p.mean, p.log_variance)) / _LN2
+    if not bool((t == 0).any()):
+        return kl
     log_likelihood = discretized_gaussian_log_likelihood if discrete else gaussian_log_likelihood
     decoder_nll = -mean_flat(log_likelihood(x0, p.mean, 0.5 * p.log_variance)) / _LN2
     return torch.where(t == 0, decoder_nll, kl)
