@@ -11,6 +11,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from hwaksan.nets.norm import GroupNorm
 from hwaksan.nets.resnet import zero_module
 
 
@@ -23,6 +24,20 @@ def to_tokens(x: torch.Tensor) -> torch.Tensor:
 def from_tokens(h: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """(B, H*W, C) -> (B, C, H, W), channels-last strides, no copy."""
     return h.unflatten(1, (height, width)).permute(0, 3, 1, 2)  # (B, C, H, W)
+
+
+def attention(q, k, v, mask=None) -> torch.Tensor:
+    """softmax(q k^T / sqrt(d)) v over (B, heads, N, d); mask (B, 1, 1, M) True = attend.
+
+    `F.scaled_dot_product_attention`, except bf16/fp16 on the CPU, where its fused kernel trained
+    2x slower than three plain ops (benchmarks/results/train_throughput.md).
+    """
+    if q.device.type != "cpu" or q.dtype not in (torch.bfloat16, torch.float16):
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    scores = (q * q.shape[-1] ** -0.5) @ k.transpose(-1, -2)  # (B, h, N, M)
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    return scores.softmax(-1) @ v  # (B, h, N, d)
 
 
 class Attention(nn.Module):
@@ -60,7 +75,7 @@ class Attention(nn.Module):
         k = self.to_k(context).unflatten(-1, (self.heads, -1)).transpose(1, 2)  # (B, h, M, d)
         v = self.to_v(context).unflatten(-1, (self.heads, -1)).transpose(1, 2)  # (B, h, M, d)
         mask = None if context_mask is None else context_mask.bool()[:, None, None, :]  # (B,1,1,M)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, h, N, d)
+        out = attention(q, k, v, mask)  # (B, h, N, d)
         return self.to_out(out.transpose(1, 2).flatten(2))  # (B, N, query_dim)
 
 
@@ -69,7 +84,7 @@ class AttentionBlock(nn.Module):
 
     def __init__(self, channels: int, num_heads: int, norm_groups: int = 32):
         super().__init__()
-        self.norm = nn.GroupNorm(norm_groups, channels)
+        self.norm = GroupNorm(norm_groups, channels)
         self.attn = Attention(channels, heads=num_heads, dim_head=channels // num_heads)
         zero_module(self.attn.to_out)
 

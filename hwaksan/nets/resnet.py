@@ -10,6 +10,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from hwaksan.nets.norm import GroupNorm
+
 
 def zero_module(module: nn.Module) -> nn.Module:
     """Zero a layer's parameters, so the branch it ends starts as the identity (as ADM does)."""
@@ -32,10 +34,10 @@ class ResBlock(nn.Module):
     ):
         super().__init__()
         self.use_scale_shift_norm = use_scale_shift_norm
-        self.norm1 = nn.GroupNorm(norm_groups, in_channels)
+        self.norm1 = GroupNorm(norm_groups, in_channels)
         self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1)
         self.emb_proj = nn.Linear(embed_dim, out_channels * (2 if use_scale_shift_norm else 1))
-        self.norm2 = nn.GroupNorm(norm_groups, out_channels)
+        self.norm2 = GroupNorm(norm_groups, out_channels)
         self.dropout = nn.Dropout(dropout)
         self.conv2 = zero_module(nn.Conv2d(out_channels, out_channels, 3, padding=1))
         same = in_channels == out_channels

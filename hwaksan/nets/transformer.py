@@ -11,6 +11,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from hwaksan.nets.attention import Attention, from_tokens, to_tokens
+from hwaksan.nets.norm import GroupNorm
 from hwaksan.nets.resnet import zero_module
 
 
@@ -53,7 +54,7 @@ class SpatialTransformer(nn.Module):
         self, channels: int, num_heads: int, context_dim: int, depth: int = 1, norm_groups: int = 32
     ):
         super().__init__()
-        self.norm = nn.GroupNorm(norm_groups, channels)
+        self.norm = GroupNorm(norm_groups, channels)
         self.proj_in = nn.Linear(channels, channels)
         self.blocks = nn.ModuleList(
             TransformerBlock(channels, num_heads, context_dim) for _ in range(depth)

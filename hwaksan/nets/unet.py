@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from hwaksan.errors import HwaksanError
 from hwaksan.nets.attention import AttentionBlock
 from hwaksan.nets.embeddings import ClassEmbedding, TimestepEmbedding
+from hwaksan.nets.norm import GroupNorm
 from hwaksan.nets.resnet import Downsample, ResBlock, Upsample, zero_module
 from hwaksan.nets.transformer import SpatialTransformer
 
@@ -150,7 +151,7 @@ class UNet(nn.Module):
                 self.up.append(Upsample(c))
 
         out_channels = cfg.out_channels * (2 if cfg.learn_sigma else 1)
-        self.norm_out = nn.GroupNorm(cfg.norm_groups, c)
+        self.norm_out = GroupNorm(cfg.norm_groups, c)
         self.conv_out = zero_module(nn.Conv2d(c, out_channels, 3, padding=1))
         if cfg.channels_last:
             self.to(memory_format=torch.channels_last)
