@@ -7,6 +7,7 @@ from PIL import Image
 
 from hwaksan.data import shapes
 from hwaksan.data.shapes.geometry import polygon_sdf
+from hwaksan.errors import HwaksanError
 
 
 def _truth(objects):
@@ -140,3 +141,9 @@ def test_geometry_of_detected_objects():
             assert np.allclose(d.centroid, o.centroid, atol=0.1)
             assert d.radius == pytest.approx(o.radius, rel=0.02)
             assert np.allclose(d.box, o.box, atol=0.3)
+
+
+def test_images_the_detector_cannot_read_are_user_errors():
+    for bad in (torch.zeros(1, 32, 32), torch.zeros(3, 32, 48), np.zeros((32, 32), np.uint8)):
+        with pytest.raises(HwaksanError, match="square RGB"):
+            shapes.detect(bad)

@@ -38,10 +38,8 @@ BACKGROUND_TOL = 0.1  # RGB distance (0-1 units) of a valid image's background f
 
 def _images(images) -> list:
     """A batch tensor [N, 3, H, W], a uint8 array [N, H, W, 3] or a list of single images."""
-    if isinstance(images, torch.Tensor) and images.ndim == 4:
-        return list(images)
-    if isinstance(images, np.ndarray) and images.ndim == 4:
-        return list(images)
+    if isinstance(images, (torch.Tensor, np.ndarray)) and images.ndim != 4:
+        raise HwaksanError(f"expected a batch of images, got an array of shape {images.shape}.")
     return list(images)
 
 

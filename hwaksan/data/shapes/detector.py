@@ -26,6 +26,7 @@ from hwaksan.data.shapes.world import (
     position_word,
     size_word,
 )
+from hwaksan.errors import HwaksanError
 
 INK = 0.25  # RGB distance (0-1 units) from the background that makes a pixel ink
 COLOR_TOL = 0.15  # largest RGB distance of an ink pixel from its color's line through the bg
@@ -67,9 +68,13 @@ def as_array(image) -> np.ndarray:
     """PIL image, uint8 [H, W, 3] array or float [3, H, W] tensor in [-1, 1] -> float [H, W, 3]
     in [0, 1]."""
     if isinstance(image, torch.Tensor):
-        return ((image.detach().float().cpu().clamp(-1, 1) + 1) / 2).permute(1, 2, 0).numpy()
-    x = np.asarray(image.convert("RGB") if hasattr(image, "convert") else image)
-    return x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x.astype(np.float32)
+        x = ((image.detach().float().cpu().clamp(-1, 1) + 1) / 2).movedim(0, -1).numpy()
+    else:
+        x = np.asarray(image.convert("RGB") if hasattr(image, "convert") else image)
+        x = x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x.astype(np.float32)
+    if x.ndim != 3 or x.shape[2] != 3 or x.shape[0] != x.shape[1] or x.shape[0] < 8:
+        raise HwaksanError(f"the shapes detector reads square RGB images; got shape {x.shape}.")
+    return x
 
 
 def _neighbourhood(x: np.ndarray, reduce) -> np.ndarray:
