@@ -192,3 +192,14 @@ def test_render_rescales_a_scene():
     assert big.shape == (64, 64, 3)
     small = np.asarray(Image.fromarray(big).resize((32, 32), Image.BOX)).astype(int)
     assert np.abs(small - shapes.render(scene).astype(int)).mean() < 4
+
+
+def test_scene_ground_truth_is_json():
+    scene = shapes.sample_scene(9, ALL)
+    d = json.loads(json.dumps(scene.to_dict()))
+    assert d["text"] == scene.caption and len(d["objects"]) == len(scene.objects)
+    for o, od in zip(scene.objects, d["objects"]):
+        assert (od["shape"], od["color"], od["size"], od["position"]) == (
+            o.shape, o.color, o.size, o.position,
+        )  # fmt: skip
+        assert od["box"] == list(o.box)

@@ -22,15 +22,14 @@ class ShapesDataset(Dataset):
     """
 
     def __init__(
-        self, config: ShapesConfig | None = None, length: int = 10_000, seed: int = 0,
-        control: bool = True,
-    ) -> None:  # fmt: skip
-        self.config, self.length, self.seed, self.control = (
-            config or ShapesConfig(),
-            length,
-            seed,
-            control,
-        )
+        self,
+        config: ShapesConfig | None = None,
+        length: int = 10_000,
+        seed: int = 0,
+        control: bool = True,  # add the edges and mask control maps
+    ) -> None:
+        self.config = config or ShapesConfig()
+        self.length, self.seed, self.control = length, seed, control
 
     def __len__(self) -> int:
         return self.length

@@ -61,6 +61,14 @@ class Scene:
         """Where object i lies relative to object j ("left of", "above", ...)."""
         return relation_word(self.objects[i].centroid, self.objects[j].centroid)
 
+    def to_dict(self) -> dict:
+        """JSON-able ground truth (e.g. a line of a metadata.jsonl)."""
+        return dict(
+            text=self.caption, captions=list(self.captions), class_id=self.class_id,
+            resolution=self.resolution, background=self.background,
+            objects=[o.to_dict() for o in self.objects],
+        )  # fmt: skip
+
 
 def _gap(resolution: int) -> float:
     """Empty pixels kept between object boxes so the detector can always tell them apart."""
