@@ -53,7 +53,7 @@ def _step_tables(
     one = torch.ones(1, dtype=torch.float64)
     ac = schedule.alphas_cumprod
     ac_prev = torch.cat([one, ac])  # index s + 1, so s = -1 means "before the first step": a = 1
-    like64 = like.to(torch.float64)
+    like64 = torch.zeros((1,) * like.ndim, dtype=torch.float64, device=like.device)  # shape only
     a_t = _gather(ac, t, like64)
     a_s = _gather(ac_prev, torch.as_tensor(prev_t).long() + 1, like64)
     beta = 1 - a_t / a_s  # beta_{t|s}; equals betas[t] when s = t - 1
