@@ -5,6 +5,7 @@ The public API (see ARCHITECTURE.md): `NoiseSchedule`, `sample`, `ddim_invert`, 
 """
 
 from hwaksan.diffusion import NoiseSchedule, ScheduleConfig, nll_bits_per_dim
+from hwaksan.nets import UNet, UNetConfig
 from hwaksan.pipeline import Pipeline, load
 from hwaksan.sampling import ddim_invert, sample, slerp
 
@@ -15,6 +16,8 @@ __all__ = [
     "load",
     "NoiseSchedule",
     "ScheduleConfig",
+    "UNet",
+    "UNetConfig",
     "__version__",
     "nll_bits_per_dim",
     "ddim_invert",
