@@ -20,6 +20,8 @@ from hwaksan.nets import (
     timestep_embedding,
     unet_tiny,
 )
+from hwaksan.nets.attention import attention
+from hwaksan.nets.norm import GroupNorm
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -192,3 +194,36 @@ def test_tiny_unet_overfits_one_batch():
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < losses[0] / 10, (losses[0], losses[-1])
+
+
+def test_bf16_attention_path_matches_fp32_sdpa():
+    torch.manual_seed(0)
+    q, k, v = torch.randn(2, 4, 10, 8), torch.randn(2, 4, 7, 8), torch.randn(2, 4, 7, 8)
+    mask = torch.ones(2, 1, 1, 7, dtype=torch.bool)
+    mask[0, ..., 4:] = False
+    ref = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    low = attention(q.bfloat16(), k.bfloat16(), v.bfloat16(), mask)  # the plain-matmul path
+    assert low.dtype == torch.bfloat16
+    assert (low.float() - ref).norm() / ref.norm() < 0.02
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_channels_last_group_norm_gradients_match_native(dtype):
+    torch.manual_seed(0)
+    ours, ref = GroupNorm(4, 16), torch.nn.GroupNorm(4, 16)
+    with torch.no_grad():
+        ours.weight.normal_(), ours.bias.normal_()
+    ref.load_state_dict(ours.state_dict())
+    x = (torch.randn(3, 16, 5, 6) * 2 + 1).to(dtype)
+    dy = torch.randn(3, 16, 5, 6).to(dtype)
+    x_cl = x.contiguous(memory_format=torch.channels_last).requires_grad_()
+    x_ref = x.float().requires_grad_()
+    y = ours(x_cl)
+    assert y.is_contiguous(memory_format=torch.channels_last)
+    y.backward(dy.contiguous(memory_format=torch.channels_last))
+    ref(x_ref).backward(dy.float())
+    tol = dict(atol=1e-4, rtol=1e-4) if dtype == torch.float32 else dict(atol=0.05, rtol=0.02)
+    torch.testing.assert_close(y.float(), ref(x_ref).detach(), **tol)
+    torch.testing.assert_close(x_cl.grad.float(), x_ref.grad, **tol)
+    torch.testing.assert_close(ours.weight.grad, ref.weight.grad, **tol)
+    torch.testing.assert_close(ours.bias.grad, ref.bias.grad, **tol)
