@@ -75,10 +75,12 @@ def test_washed_out_colors_do_not_parse(resolution):
         assert sum(len(shapes.detect(im)) for im in pastel) == 0
 
 
-def test_faint_and_off_palette_objects_do_not_parse():
-    x, _ = _single(32)
-    faint = (x + 1) * 0.6 - 1  # 60% intensity
-    assert sum(len(shapes.detect(im)) for im in faint) == 0
+@pytest.mark.parametrize("resolution", [16, 32, 64])
+def test_faint_and_off_palette_objects_do_not_parse(resolution):
+    x, _ = _single(resolution)
+    for intensity in (0.6, 0.8):
+        faint = (x + 1) * intensity - 1
+        assert sum(len(shapes.detect(im)) for im in faint) == 0
     orange = torch.tensor([1.0, 0.5, 0.0])[:, None, None]
     off = ((x + 1) / 2).amax(0, keepdim=True) * orange * 2 - 1  # every object orange
     assert sum(len(shapes.detect(im)) for im in off) == 0

@@ -7,7 +7,7 @@
    color, else it is rejected;
 3. each component's coverage map fixes its area and centroid, hence, for every candidate shape,
    its scale r; the candidate whose rendered coverage fits best (L1) is the shape, and a poor
-   best fit, a faint interior or an implausible scale rejects the component.
+   best fit, a faint peak or an implausible scale rejects the component.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ PURITY = 0.9  # fraction of a component's ink that its one color must explain
 # Largest L1 misfit (relative to area) of the best shape template: FIT_TOL + FIT_EDGE / r. The
 # misfit of a true shape comes from its edge pixels (pixelation, noise), so it scales as 1 / r.
 FIT_TOL, FIT_EDGE = 0.08, 0.5
-CORE_ALPHA = 0.85  # smallest median measured/expected coverage inside (a faint blob fails)
+PEAK = 0.9  # smallest ratio of a component's peak coverage to its template's (faint ones fail)
 SPECK = 0.008  # components with fewer ink pixels than SPECK * resolution^2 are specks, dropped
 R_RANGE = (0.75 * SIZE_RADIUS["small"][0], 1.3 * SIZE_RADIUS["large"][1])  # plausible r / res
 
@@ -108,7 +108,7 @@ def _color_fit(img: np.ndarray, bg: np.ndarray, colors: tuple[str, ...]):
 
 
 def _fit_shape(alpha, region, others, shapes, R):
-    """Best shape template for one component's coverage map: (shape, r, centroid, error, core)."""
+    """Best shape template for one component's coverage map: (shape, r, centroid, error, peak)."""
     ys, xs = np.nonzero(region)
     a = alpha[ys, xs]
     area = float(a.sum())
@@ -125,19 +125,18 @@ def _fit_shape(alpha, region, others, shapes, R):
         template = coverage(s, px, py, cx, cy, r)
         error = float((np.abs(patch - template) * weight).sum() / area)
         if best is None or error < best[3]:
-            inside = template >= 0.5  # measured / expected coverage there: ~1 unless faint
-            core = float(np.median(patch[inside] / template[inside])) if inside.any() else 0.0
-            best = (s, r, (cx, cy), error, core)
+            peak = float((patch * weight).max() / max(template.max(), 1e-6))  # ~1 unless faint
+            best = (s, r, (cx, cy), error, peak)
     return best
 
 
 def _accept(fit, R: int) -> str | None:
     """Why a fitted component is not a valid object, or None when it is."""
-    shape, r, _, error, core = fit
+    shape, r, _, error, peak = fit
     if error > FIT_TOL + FIT_EDGE / r:
         return f"no shape fits (best {shape}, misfit {error:.2f})"
-    if core < CORE_ALPHA:
-        return f"faint or off-palette interior (coverage {core:.2f})"
+    if peak < PEAK:
+        return f"faint (peak coverage {peak:.2f} of the template's)"
     if not R_RANGE[0] <= r / R <= R_RANGE[1]:
         return f"implausible scale {r / R:.3f} of the image"
     return None
