@@ -111,21 +111,26 @@ def _pair(rng: np.random.Generator, a: ShapeObject, b: ShapeObject) -> list[str]
     b_rel_a = f"{_object(rng, b, not size)} {_relation(rng, b, a)} {_object(rng, a, not size)}"
     placed = [f"{_object(rng, o, size)} {_position(rng, o)}" for o in (a, b)]
     counted = f"two {pick(rng, COUNT_NOUNS)}: {_join(_grouped(rng, (a, b)))}"
-    prefixed = f"{pick(rng, PREFIXES[1:])}{_object(rng, a, size)} {_relation(rng, a, b)} " + (
-        _object(rng, b, size)
-    )
+    prefixed = pick(rng, PREFIXES[1:]) + a_rel_b
     return [a_rel_b, b_rel_a, _join(placed), counted, prefixed]
 
 
+def _clarity(a: ShapeObject, b: ShapeObject) -> float:
+    """How far a pair is from a diagonal, where "left of" and "above" blur: | |dx| - |dy| |."""
+    return abs(abs(a.centroid[0] - b.centroid[0]) - abs(a.centroid[1] - b.centroid[1]))
+
+
 def _triple(rng: np.random.Generator, objects: tuple[ShapeObject, ...]) -> list[str]:
-    a, b, c = (objects[i] for i in rng.permutation(3))
+    order = [objects[i] for i in rng.permutation(3)]
     size = rng.random() < 0.5
-    placed = [f"{_object(rng, o, size)} {_position(rng, o)}" for o in (a, b, c)]
+    placed = [f"{_object(rng, o, size)} {_position(rng, o)}" for o in order]
+    k = max(range(3), key=lambda k: _clarity(order[k], order[(k + 1) % 3]))  # the clearest pair
+    a, b, c = order[k], order[(k + 1) % 3], placed[(k + 2) % 3]
     return [
-        _join(_grouped(rng, (a, b, c))),
+        _join(_grouped(rng, tuple(order))),
         _join(placed),
         f"three {pick(rng, COUNT_NOUNS)}: {_join(placed)}",
-        f"{_object(rng, a, size)} {_relation(rng, a, b)} {_object(rng, b, size)} and {placed[2]}",
+        f"{_object(rng, a, size)} {_relation(rng, a, b)} {_object(rng, b, size)} and {c}",
     ]
 
 
