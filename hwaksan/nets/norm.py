@@ -52,11 +52,12 @@ class _ChannelsLastGroupNorm(torch.autograd.Function):
 
 
 class GroupNorm(nn.GroupNorm):
-    """`nn.GroupNorm` (same parameters and state dict) that takes the fast path on channels-last."""
+    """`nn.GroupNorm` (same parameters and state dict); fast backward for channels-last on CPU."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         channels_last = x.dim() == 4 and not x.is_contiguous()
-        if channels_last and x.is_contiguous(memory_format=torch.channels_last) and self.affine:
+        channels_last = channels_last and x.is_contiguous(memory_format=torch.channels_last)
+        if channels_last and x.device.type == "cpu" and self.affine:
             return _ChannelsLastGroupNorm.apply(
                 x, self.weight, self.bias, self.num_groups, self.eps
             )

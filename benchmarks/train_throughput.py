@@ -1,0 +1,211 @@
+"""Training throughput: hwaksan's U-Net vs diffusers' UNet2DModel at a matched 32 px config.
+
+Same widths (64, 128, 128), two ResBlocks per level, attention at 16x16 with 4 heads of 32, the
+same parameter count; one AdamW training step (forward, MSE backward, update) at the same batch,
+fp32 and bf16 autocast. Steps of the two nets are interleaved and medians taken, because the
+machine is shared. Also: the fraction of the CPU's measured matmul peak each step reaches
+(FLOPs from `torch.utils.flop_counter.FlopCounterMode`, peak from a big matmul measured here).
+
+    python benchmarks/train_throughput.py [--batch 64] [--steps 5] [--compile]
+Writes benchmarks/results/train_throughput.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
+
+from hwaksan.nets import UNet, UNetConfig
+
+RESULTS = Path(__file__).resolve().parent / "results" / "train_throughput.md"
+
+
+def build_pair(channels_last: bool = True) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """Ours and diffusers', the same shape: widths (64,128,128), 2 blocks, attention at 16."""
+    from diffusers import UNet2DModel
+
+    ours = UNet(
+        UNetConfig(
+            in_channels=3, resolution=32, channels=(64, 128, 128), layers_per_block=2,
+            attention_resolutions=(16,), num_heads=4, use_scale_shift_norm=False,
+            channels_last=channels_last,
+        )
+    )  # fmt: skip
+    theirs = UNet2DModel(
+        sample_size=32, in_channels=3, out_channels=3, block_out_channels=(64, 128, 128),
+        layers_per_block=2, attention_head_dim=32,  # 128 / 32 = 4 heads, as ours
+        down_block_types=("DownBlock2D", "AttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "AttnUpBlock2D", "UpBlock2D"),
+    )  # fmt: skip
+    return ours, theirs
+
+
+def _call(net: torch.nn.Module, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    out = net(x, t)
+    return out.sample if hasattr(out, "sample") else out
+
+
+class Stepper:
+    """One AdamW training step of a net on a fixed random batch, optionally under bf16 autocast."""
+
+    def __init__(self, net: torch.nn.Module, batch: int, bf16: bool):
+        g = torch.Generator().manual_seed(0)
+        self.net, self.bf16 = net, bf16
+        self.x = torch.randn(batch, 3, 32, 32, generator=g)
+        self.t = torch.randint(0, 1000, (batch,), generator=g)
+        self.target = torch.randn(batch, 3, 32, 32, generator=g)
+        self.opt = torch.optim.AdamW(net.parameters(), lr=1e-4)
+
+    def loss(self) -> torch.Tensor:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
+            out = _call(self.net, self.x, self.t)
+        return F.mse_loss(out.float(), self.target)
+
+    def __call__(self) -> float:
+        t0 = time.perf_counter()
+        self.opt.zero_grad(set_to_none=True)
+        self.loss().backward()
+        self.opt.step()
+        return time.perf_counter() - t0
+
+    def flops(self) -> int:
+        """FLOPs of forward + backward (the optimizer's elementwise work is not counted)."""
+        with FlopCounterMode(display=False) as counter:
+            self.loss().backward()
+        self.opt.zero_grad(set_to_none=True)
+        return counter.get_total_flops()
+
+
+def matmul_peak(dtype: torch.dtype, n: int = 2048, reps: int = 5) -> float:
+    """Best-of-`reps` GFLOP/s of an n x n matmul: the CPU's practical ceiling for this dtype."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    a @ b
+    best = min(_timed(lambda: a @ b) for _ in range(reps))
+    return 2 * n**3 / best / 1e9
+
+
+def _timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def run(steppers: dict[str, Stepper], warmup: int, steps: int) -> dict[str, list[float]]:
+    """Interleave: every round runs one step of each stepper, so load changes hit all alike."""
+    times: dict[str, list[float]] = {k: [] for k in steppers}
+    for i in range(warmup + steps):
+        for name, step in steppers.items():
+            dt = step()
+            if i >= warmup:
+                times[name].append(dt)
+        print(f"round {i + 1}/{warmup + steps}: " + ", ".join(
+            f"{k} {v[-1]:.2f}s" for k, v in times.items() if v))  # fmt: skip
+    return times
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--steps", type=int, default=5, help="timed steps per variant (median)")
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--compile", action="store_true", help="also time torch.compile(ours)")
+    ap.add_argument("--out", type=Path, default=RESULTS)
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+
+    load_before = os.getloadavg()
+    peak = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
+    ours, theirs = build_pair()
+    nets = {"hwaksan": ours, "diffusers": theirs}
+    compile_s = None
+    if args.compile:
+        compiled = torch.compile(UNet(ours.config))
+        t0 = time.perf_counter()
+        Stepper(compiled, args.batch, False)()
+        Stepper(compiled, args.batch, True)()
+        compile_s = time.perf_counter() - t0
+        nets["hwaksan+compile"] = compiled
+    steppers = {
+        f"{name} {prec}": Stepper(net, args.batch, prec == "bf16")
+        for prec in ("fp32", "bf16")
+        for name, net in nets.items()
+    }
+    flops = {name: Stepper(net, 2, False).flops() * args.batch / 2 for name, net in nets.items()}
+    times = run(steppers, args.warmup, args.steps)
+    load_after = os.getloadavg()
+
+    rows = []
+    for key, ts in times.items():
+        name, prec = key.rsplit(" ", 1)
+        med = statistics.median(ts)
+        ips = args.batch / med
+        base = args.batch / statistics.median(times[f"diffusers {prec}"])
+        frac = flops[name] / med / 1e9 / peak[prec]
+        rows.append((name, prec, med, ips, ips / base, frac, ts))
+    report(args, rows, nets, peak, flops, load_before, load_after, compile_s)
+
+
+def report(args, rows, nets, peak, flops, load_before, load_after, compile_s) -> None:
+    params = {k: sum(p.numel() for p in n.parameters()) for k, n in nets.items()}
+    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    lines = [
+        "# Training throughput: hwaksan U-Net vs diffusers UNet2DModel",
+        "",
+        f"- {when}; {_cpu_name()}, {os.cpu_count()} logical CPUs, "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads",
+        f"- load average (1/5/15 min) before: {'/'.join(f'{v:.2f}' for v in load_before)}, "
+        f"after: {'/'.join(f'{v:.2f}' for v in load_after)} (a shared machine)",
+        "- 32x32 RGB, widths (64, 128, 128), 2 ResBlocks per level, attention at 16x16 "
+        "(4 heads); params: "
+        + ", ".join(f"{k} {v / 1e6:.3f} M" for k, v in params.items() if "compile" not in k),
+        f"- one AdamW step at batch {args.batch}; median of {args.steps} interleaved steps after "
+        f"{args.warmup} warm-up; FLOPs per step (fwd + bwd): "
+        + ", ".join(f"{k} {v / 1e9:.1f} G" for k, v in flops.items()),
+        f"- measured matmul peak (2048^3): fp32 {peak['fp32']:.0f} GFLOP/s, "
+        f"bf16 {peak['bf16']:.0f} GFLOP/s",
+    ]
+    if compile_s is not None:
+        lines.append(f"- torch.compile: first fp32 + bf16 steps took {compile_s:.0f} s")
+    lines += [
+        "",
+        "| net | precision | s/step (median) | img/s | vs diffusers | % of peak | steps (s) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, prec, med, ips, ratio, frac, ts in rows:
+        steps = " ".join(f"{t:.2f}" for t in ts)
+        lines.append(
+            f"| {name} | {prec} | {med:.2f} | {ips:.1f} | {ratio:.2f}x | {frac:.0%} | {steps} |"
+        )
+    lines.append("")
+    lines.append(f"Command: `python benchmarks/train_throughput.py --batch {args.batch} "
+                 f"--steps {args.steps}{' --compile' if args.compile else ''}`")  # fmt: skip
+    text = "\n".join(lines) + "\n"
+    print(text)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
