@@ -84,6 +84,7 @@ def _multiset_hits(claimed: list[str | None], seen: list[str]) -> tuple[int, int
 
 def check_prompt(prompt: Prompt, found: list[DetectedObject]) -> dict[str, tuple[int, int]]:
     """(claims that hold, claims made) per claim type, for one prompt against one detection."""
+    count_ok = int(len(found) == prompt.count)
     found = sorted(found, key=lambda d: -d.radius)[:6]  # the largest six keep matching cheap
     matched = _match(prompt, found)
     pairs = list(zip(prompt.objects, matched))
@@ -91,13 +92,19 @@ def check_prompt(prompt: Prompt, found: list[DetectedObject]) -> dict[str, tuple
         "shape": _multiset_hits([m.shape for m in prompt.objects], [d.shape for d in found]),
         "color": _multiset_hits([m.color for m in prompt.objects], [d.color for d in found]),
         "object": (sum(d is not None for d in matched), len(matched)),
-        "count": (int(len(found) == prompt.count), 1),
+        "count": (count_ok, 1),
     }
     for name in ("size", "position"):
         stated = [(m, d) for m, d in pairs if getattr(m, name) is not None]
         out[name] = (sum(_attribute_ok(m, d, name) for m, d in stated), len(stated))
     out["relation"] = (_relations_held(prompt, matched), len(prompt.relations))
     return out
+
+
+def _as_prompt(p: str | Scene | Prompt) -> Prompt:
+    if isinstance(p, str):
+        return parse_caption(p)
+    return scene_prompt(p) if isinstance(p, Scene) else p
 
 
 def prompt_score(prompts: Sequence[str | Scene | Prompt], images, progress: bool = False) -> dict:
@@ -112,14 +119,7 @@ def prompt_score(prompts: Sequence[str | Scene | Prompt], images, progress: bool
         raise HwaksanError(f"got {len(prompts)} prompts for {len(images)} images.")
     held, made, all_ok = Counter(), Counter(), 0
     for p, image in tqdm(zip(prompts, images), total=len(images), disable=not progress):
-        prompt = (
-            parse_caption(p)
-            if isinstance(p, str)
-            else scene_prompt(p)
-            if isinstance(p, Scene)
-            else p
-        )
-        result = check_prompt(prompt, parse(image).objects)
+        result = check_prompt(_as_prompt(p), parse(image).objects)
         for name, (h, m) in result.items():
             held[name], made[name] = held[name] + h, made[name] + m
         all_ok += all(h == m for h, m in result.values())
