@@ -191,6 +191,8 @@ def save_pipeline(
             }
             save_file(weights, str(tmp / f"{name}.safetensors"))
     (tmp / "config.json").write_text(json.dumps(config, indent=2))
+    for file in tmp.iterdir():  # safetensors writes owner-only files; a model is for everyone
+        file.chmod(0o644)
     shutil.rmtree(path, ignore_errors=True)
     os.replace(tmp, path)
     return path
