@@ -58,9 +58,9 @@ def main() -> None:
                          train_wall_s=round(train_wall, 1), validity=score["validity"],
                          coverage=score["coverage"]))  # fmt: skip
         print(json.dumps(rows[-1]), flush=True)
-    report = dict(settings=vars(args), rows=rows, machine=f"{platform.machine()}",
-                  date=datetime.now(timezone.utc).isoformat(timespec="seconds"))  # fmt: skip
-    (out / "budget.json").write_text(json.dumps(report, indent=2))
+        report = dict(settings=vars(args), rows=rows, machine=f"{platform.machine()}",
+                      date=datetime.now(timezone.utc).isoformat(timespec="seconds"))  # fmt: skip
+        (out / "budget.json").write_text(json.dumps(report, indent=2))  # after every row
 
 
 if __name__ == "__main__":
