@@ -29,7 +29,7 @@ from hwaksan.nets import UNet, UNetConfig
 RESULTS = Path(__file__).resolve().parent / "results" / "train_throughput.md"
 
 
-def build_pair(channels_last: bool = True) -> tuple[torch.nn.Module, torch.nn.Module]:
+def build_pair(channels_last: bool = False) -> tuple[torch.nn.Module, torch.nn.Module]:
     """Ours and diffusers', the same shape: widths (64,128,128), 2 blocks, attention at 16."""
     from diffusers import UNet2DModel
 
@@ -63,7 +63,7 @@ class Stepper:
         self.x = torch.randn(batch, 3, 32, 32, generator=g)
         self.t = torch.randint(0, 1000, (batch,), generator=g)
         self.target = torch.randn(batch, 3, 32, 32, generator=g)
-        self.opt = torch.optim.AdamW(net.parameters(), lr=1e-4)
+        self.opt = torch.optim.AdamW(net.parameters(), lr=1e-4, fused=True)
 
     def loss(self) -> torch.Tensor:
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
@@ -138,7 +138,9 @@ def main() -> None:
     load_before = os.getloadavg()
     peak = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
     ours, theirs = build_pair()
-    nets = {"hwaksan": ours, "diffusers": theirs}
+    ours_cl, _ = build_pair(channels_last=True)
+    ours_cl.load_state_dict(ours.state_dict())
+    nets = {"hwaksan": ours, "hwaksan channels-last": ours_cl, "diffusers": theirs}
     compile_s = None
     if args.compile:
         compiled = torch.compile(UNet(ours.config))
@@ -158,7 +160,7 @@ def main() -> None:
 
     rows = []
     for key, ts in times.items():
-        name, prec = key.rsplit(" ", 1)
+        name, prec = key.rsplit(" ", 1)  # "hwaksan channels-last bf16" -> name, "bf16"
         med = statistics.median(ts)
         ips = args.batch / med
         base = args.batch / statistics.median(times[f"diffusers {prec}"])

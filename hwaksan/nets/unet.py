@@ -3,7 +3,9 @@ cross-attention to a context (Rombach et al. 2022): `UNet(UNetConfig(...))(x, t)
 
 Down path of ResBlocks (+ attention at chosen resolutions) and strided convs, a middle of
 ResBlock-attention-ResBlock, an up path that concatenates the skips; the output conv starts at
-zero. The net runs channels-last by default: on a CPU that is what makes its convs fast.
+zero. Memory format is a switch (`channels_last`): on this CPU channels-last convs are faster
+but PyTorch's channels-last GroupNorm is slower, and NCHW won overall in bf16
+(benchmarks/results/train_throughput.md).
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ class UNetConfig:
     transformer_depth: int = 1
     norm_groups: int = 32
     use_scale_shift_norm: bool = True  # ADM's GroupNorm(h) * (1 + scale) + shift; False adds t
-    channels_last: bool = True  # memory format of weights and activations (speed, not math)
+    channels_last: bool = False  # memory format of weights and activations (speed, not math)
 
     def __post_init__(self):
         if self.out_channels is None:
