@@ -86,3 +86,23 @@ def test_user_errors_are_one_line(tmp_path):
         main, ["eval", str(tmp_path / "odd"), "--data", "digits", "--feature", "vgg"]
     )
     assert bad_feature.exit_code == 2 and "unknown feature" in bad_feature.output
+
+
+def test_shapes_folder_with_captions(tmp_path):
+    from hwaksan.data import shapes
+
+    images, scenes = shapes.render_batch(24, seed=7, config=shapes.ShapesConfig(resolution=32))
+    rows = []
+    for i, (image, scene) in enumerate(zip(images, scenes)):
+        array = ((image.permute(1, 2, 0) + 1) * 127.5).round().byte().numpy()
+        Image.fromarray(array).save(tmp_path / f"{i:02d}.png")
+        rows.append(json.dumps({"file_name": f"{i:02d}.png", "text": scene.caption}))
+    (tmp_path / "metadata.jsonl").write_text("\n".join(rows) + "\n")
+    runner = CliRunner()
+    table = runner.invoke(main, ["eval", str(tmp_path), "--n", "200"])
+    assert table.exit_code == 0, table.output
+    for row in ("frechet_distance", "kid", "validity", "coverage", "prompt_all"):
+        assert row in table.output
+    result = json.loads(runner.invoke(main, ["eval", str(tmp_path), "--n", "200", "--json"]).stdout)
+    assert result["feature"] == "shapes" and result["n_real"] == 200
+    assert result["validity"] == 1.0 and result["prompt_all"] == 1.0  # real renders, true captions

@@ -5,10 +5,10 @@ import types
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from hwaksan.errors import HwaksanError
 from hwaksan.eval import feature_extractors
+from hwaksan.eval.degradations import add_noise, gaussian_blur
 from hwaksan.eval.frechet import (
     frechet_distance,
     frechet_distance_from_features,
@@ -108,26 +108,13 @@ def test_unknown_feature_name_is_a_clear_error():
         frechet_distance(torch.zeros(4, 3, 8, 8), torch.zeros(4, 3, 8, 8), feature="vgg")
 
 
-def gaussian_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur with replicate padding."""
-    radius = max(1, int(3 * sigma))
-    kernel = torch.exp(-(torch.arange(-radius, radius + 1).float() ** 2) / (2 * sigma**2))
-    kernel = (kernel / kernel.sum()).repeat(images.shape[1], 1, 1, 1)  # [C, 1, 1, k]
-    c = images.shape[1]
-    images = F.conv2d(F.pad(images, (radius, radius, 0, 0), mode="replicate"), kernel, groups=c)
-    return F.conv2d(
-        F.pad(images, (0, 0, radius, radius), mode="replicate"), kernel.transpose(2, 3), groups=c
-    )
-
-
 def _assert_degradations_grow(real_a, real_b, feature, blur_sigmas, noise_stds):
     """FD(real, real) is small, and FD grows with every step of blur and of noise."""
     f_a = feature_extractors.extract_features(real_a, feature)
     base = frechet_distance_from_features(f_a, feature_extractors.extract_features(real_b, feature))
-    noise = torch.randn(real_b.shape, generator=torch.Generator().manual_seed(0))
     for degrade, levels in (
         (lambda s: gaussian_blur(real_b, s), blur_sigmas),
-        (lambda s: (real_b + s * noise).clamp(-1, 1), noise_stds),
+        (lambda s: add_noise(real_b, s), noise_stds),
     ):
         distances = [
             frechet_distance_from_features(
@@ -152,3 +139,15 @@ def test_digits_frechet_grows_with_blur_and_noise():
         blur_sigmas=(0.5, 1.0, 1.5, 2.0),
         noise_stds=(0.2, 0.4, 0.6, 0.8),
     )
+
+
+def test_shapes_frechet_grows_with_blur_and_noise():
+    from hwaksan.data import shapes
+
+    config = shapes.ShapesConfig(resolution=32)
+    real_a, _ = shapes.render_batch(400, seed=0, config=config)
+    real_b, _ = shapes.render_batch(400, seed=1, config=config)
+    _assert_degradations_grow(
+        real_a, real_b, "shapes",
+        blur_sigmas=(0.5, 1.0, 1.5, 2.0), noise_stds=(0.1, 0.2, 0.4, 0.8),
+    )  # fmt: skip

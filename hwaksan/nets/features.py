@@ -30,6 +30,7 @@ class FeatureNetConfig:
     feature_scale: float = 1.0  # features are divided by this: their RMS on the training data
     heads: dict[str, int] = field(default_factory=lambda: {"digit": 10})
     norm: str = "group"  # "group" | "batch" (batch statistics keep each image's absolute colors)
+    global_pool: bool = False  # also feed the spatial max of the last stage (where-invariant)
     extra: dict = field(default_factory=dict)  # vocabulary, training record, measured accuracy
 
 
@@ -61,7 +62,8 @@ class FeatureCNN(nn.Module):
             *[_stage(a, b, config.norm) for a, b in zip(widths[:-1], widths[1:])]
         )
         side = config.resolution // 2 ** len(config.widths)
-        self.to_features = nn.Linear(config.widths[-1] * side * side, config.feature_dim)
+        flat = config.widths[-1] * (side * side + config.global_pool)
+        self.to_features = nn.Linear(flat, config.feature_dim)
         self.head = nn.Linear(config.feature_dim, sum(config.heads.values()))
 
     def prepare(self, images: torch.Tensor) -> torch.Tensor:
@@ -82,7 +84,10 @@ class FeatureCNN(nn.Module):
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """Penultimate features [B, feature_dim] of images [B, C, H, W] in [-1, 1]."""
         h = self.stages(self.prepare(images))  # [B, widths[-1], side, side]
-        return F.silu(self.to_features(h.flatten(1))) / self.config.feature_scale  # [B, D]
+        flat = h.flatten(1)  # [B, widths[-1] * side * side]
+        if self.config.global_pool:
+            flat = torch.cat([flat, h.amax((2, 3))], 1)  # [B, widths[-1] * (side * side + 1)]
+        return F.silu(self.to_features(flat)) / self.config.feature_scale  # [B, D]
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Logits of every head, concatenated: [B, sum(heads)]."""
@@ -101,8 +106,10 @@ def digits_classifier_config() -> FeatureNetConfig:
 def shapes_features_config(heads: dict[str, int]) -> FeatureNetConfig:
     """The shapes-world feature net: RGB 32x32, ground-truth attribute heads."""
     return FeatureNetConfig(
-        in_channels=3, resolution=32, widths=(32, 64, 128), feature_dim=128, heads=heads
-    )
+        in_channels=3, resolution=32, widths=(32, 64, 128), feature_dim=128, heads=heads,
+        norm="batch",  # GroupNorm erases each image's absolute color levels: color went unlearned
+        global_pool=True,  # "is there a star anywhere" from a max over positions, not 16 detectors
+    )  # fmt: skip
 
 
 def save_feature_net(net: FeatureCNN, name: str, directory: Path = WEIGHTS_DIR) -> None:
