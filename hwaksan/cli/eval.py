@@ -101,6 +101,11 @@ def command(source, data, n_real, feature, resolution, min_objects, max_objects,
         feature=feature,
         resolution=resolution,
     )
+    if len(images) < 500:
+        meta["note"] = (
+            f"only {len(images)} generated images: Frechet distance is biased upward at small N;"
+            " compare runs at equal N, ideally >= 1,000"
+        )
     if as_json:
         nan_as_null = {k: None if v != v else v for k, v in result.items()}  # NaN: no such claim
         click.echo(json.dumps({**meta, **nan_as_null}, indent=2))
@@ -110,3 +115,5 @@ def command(source, data, n_real, feature, resolution, min_objects, max_objects,
             f"{resolution}px, features: {feature}"
         )
         click.echo(_format_table(header, result))
+        if "note" in meta:
+            click.echo(f"note: {meta['note']}")
