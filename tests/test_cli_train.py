@@ -92,3 +92,16 @@ def test_demo_runs_end_to_end_at_toy_scale(tmp_path):
         assert report["scores"][name]["n"] == 8
         assert (tmp_path / f"samples_{name.replace('-', '_')}.png").exists()
     assert (tmp_path / "train" / "model" / "config.json").exists()
+
+
+def test_train_on_an_image_folder(tmp_path):
+    folder = tmp_path / "pics"
+    folder.mkdir()
+    for i in range(4):
+        Image.new("RGB", (24, 20), (60 * i, 255 - 60 * i, 90)).save(folder / f"{i}.png")
+    out = tmp_path / "run"
+    result = _run("train", "--data", str(folder), "--resolution", "16", "--out", str(out), *TOY)
+    assert result.exit_code == 0, result.output
+    pipe = hk.load(out / "model")
+    assert pipe.image_shape == (3, 16, 16) and pipe.num_classes is None
+    assert pipe.data["name"] == "folder"
