@@ -7,8 +7,16 @@ from diffusers import DDPMScheduler
 import hwaksan as hk
 
 SCHEDULES = [
-    ("linear", lambda T: hk.NoiseSchedule.linear(T, 1e-4, 0.02), dict(beta_schedule="linear", beta_start=1e-4, beta_end=0.02)),
-    ("scaled_linear", lambda T: hk.NoiseSchedule.scaled_linear(T, 0.00085, 0.012), dict(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012)),
+    (
+        "linear",
+        lambda T: hk.NoiseSchedule.linear(T, 1e-4, 0.02),
+        dict(beta_schedule="linear", beta_start=1e-4, beta_end=0.02),
+    ),
+    (
+        "scaled_linear",
+        lambda T: hk.NoiseSchedule.scaled_linear(T, 0.00085, 0.012),
+        dict(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012),
+    ),
     ("cosine", lambda T: hk.NoiseSchedule.cosine(T), dict(beta_schedule="squaredcos_cap_v2")),
 ]
 
@@ -42,7 +50,10 @@ def test_add_noise_and_conversions_roundtrip():
         torch.testing.assert_close(s.predict_eps(pred, x_t, t, kind), eps, atol=2e-3, rtol=1e-3)
         for other in ("epsilon", "sample", "v_prediction"):
             torch.testing.assert_close(
-                s.convert(pred, x_t, t, kind, other), s.target(x0, eps, t, other), atol=2e-3, rtol=1e-3
+                s.convert(pred, x_t, t, kind, other),
+                s.target(x0, eps, t, other),
+                atol=2e-3,
+                rtol=1e-3,
             )
 
 
@@ -50,11 +61,14 @@ def test_posterior_matches_bayes_rule():
     """The posterior mean/variance equal Gaussian conditioning of x_{t-1} on (x_t, x0)."""
     s = hk.NoiseSchedule.linear(50, 1e-3, 0.2)
     for t in (1, 10, 49):
-        a_prev, a_t, beta = s.alphas_cumprod[t - 1], s.alphas_cumprod[t], s.betas[t]
+        a_prev, beta = s.alphas_cumprod[t - 1], s.betas[t]
         # x_{t-1} = sqrt(a_prev) x0 + sqrt(1-a_prev) e1; x_t = sqrt(1-beta) x_{t-1} + sqrt(beta) e2
         prec = 1 / (1 - a_prev) + (1 - beta) / beta
         var = 1 / prec
-        x0, xt = torch.tensor([[0.3]], dtype=torch.float64), torch.tensor([[-1.1]], dtype=torch.float64)
+        x0, xt = (
+            torch.tensor([[0.3]], dtype=torch.float64),
+            torch.tensor([[-1.1]], dtype=torch.float64),
+        )
         mean = var * (a_prev.sqrt() * x0 / (1 - a_prev) + (1 - beta).sqrt() * xt / beta)
         m, v, logv = s.posterior(x0, xt, torch.tensor([t]))
         torch.testing.assert_close(m, mean)

@@ -19,7 +19,8 @@ PREDICTION_TYPES: tuple[str, ...] = ("epsilon", "sample", "v_prediction")
 def check_prediction_type(prediction_type: str) -> None:
     if prediction_type not in PREDICTION_TYPES:
         raise ValueError(
-            f"unknown prediction_type {prediction_type!r}; choose one of {', '.join(PREDICTION_TYPES)}"
+            f"unknown prediction_type {prediction_type!r}; "
+            f"choose one of {', '.join(PREDICTION_TYPES)}"
         )
 
 

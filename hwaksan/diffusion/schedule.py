@@ -66,11 +66,15 @@ class NoiseSchedule:
         betas = torch.as_tensor(betas, dtype=torch.float64)
         if betas.ndim != 1 or not bool(((betas > 0) & (betas <= 1)).all()):
             raise ValueError("betas must be a 1-D tensor with values in (0, 1]")
-        self.config = config or ScheduleConfig(num_train_timesteps=len(betas), beta_schedule="custom")
+        self.config = config or ScheduleConfig(
+            num_train_timesteps=len(betas), beta_schedule="custom"
+        )
         self.betas = betas
         self.alphas = 1.0 - betas
         self.alphas_cumprod = torch.cumprod(self.alphas, 0)
-        self.alphas_cumprod_prev = torch.cat([torch.ones(1, dtype=torch.float64), self.alphas_cumprod[:-1]])
+        self.alphas_cumprod_prev = torch.cat(
+            [torch.ones(1, dtype=torch.float64), self.alphas_cumprod[:-1]]
+        )
         self.sqrt_alphas_cumprod = self.alphas_cumprod.sqrt()
         self.sqrt_one_minus_alphas_cumprod = (1 - self.alphas_cumprod).sqrt()
         # Posterior q(x_{t-1} | x_t, x_0) = N(coef1 x_0 + coef2 x_t, posterior_variance)  (eq. 6-7)
@@ -79,7 +83,9 @@ class NoiseSchedule:
         self.posterior_log_variance_clipped = torch.log(
             torch.cat([self.posterior_variance[1:2], self.posterior_variance[1:]])
         )
-        self.posterior_mean_coef1 = betas * self.alphas_cumprod_prev.sqrt() / (1 - self.alphas_cumprod)
+        self.posterior_mean_coef1 = (
+            betas * self.alphas_cumprod_prev.sqrt() / (1 - self.alphas_cumprod)
+        )
         self.posterior_mean_coef2 = (
             (1 - self.alphas_cumprod_prev) * self.alphas.sqrt() / (1 - self.alphas_cumprod)
         )
@@ -96,7 +102,9 @@ class NoiseSchedule:
     ) -> NoiseSchedule:
         """Betas spaced linearly (Ho et al. 2020)."""
         return cls.from_config(
-            ScheduleConfig(num_train_timesteps, "linear", beta_start, beta_end, rescale_zero_terminal_snr)
+            ScheduleConfig(
+                num_train_timesteps, "linear", beta_start, beta_end, rescale_zero_terminal_snr
+            )
         )
 
     @classmethod
@@ -110,7 +118,11 @@ class NoiseSchedule:
         """sqrt(beta) spaced linearly (Rombach et al. 2022, Stable Diffusion's schedule)."""
         return cls.from_config(
             ScheduleConfig(
-                num_train_timesteps, "scaled_linear", beta_start, beta_end, rescale_zero_terminal_snr
+                num_train_timesteps,
+                "scaled_linear",
+                beta_start,
+                beta_end,
+                rescale_zero_terminal_snr,
             )
         )
 
@@ -120,7 +132,9 @@ class NoiseSchedule:
     ) -> NoiseSchedule:
         """The cosine schedule (Nichol & Dhariwal 2021), diffusers' "squaredcos_cap_v2"."""
         return cls.from_config(
-            ScheduleConfig(num_train_timesteps, "cosine", rescale_zero_terminal_snr=rescale_zero_terminal_snr)
+            ScheduleConfig(
+                num_train_timesteps, "cosine", rescale_zero_terminal_snr=rescale_zero_terminal_snr
+            )
         )
 
     @classmethod
@@ -133,12 +147,13 @@ class NoiseSchedule:
         if config.beta_schedule == "linear":
             betas = torch.linspace(config.beta_start, config.beta_end, T, dtype=torch.float64)
         elif config.beta_schedule == "scaled_linear":
-            betas = torch.linspace(config.beta_start**0.5, config.beta_end**0.5, T, dtype=torch.float64) ** 2
+            betas = torch.linspace(config.beta_start**0.5, config.beta_end**0.5, T).double() ** 2
         elif config.beta_schedule == "cosine":
             betas = _cosine_betas(T)
         else:
             raise ValueError(
-                f"unknown beta_schedule {config.beta_schedule!r}; choose linear, scaled_linear or cosine"
+                f"unknown beta_schedule {config.beta_schedule!r}; "
+                "choose linear, scaled_linear or cosine"
             )
         if config.rescale_zero_terminal_snr:
             betas = _rescale_zero_terminal_snr(betas)
@@ -158,21 +173,24 @@ class NoiseSchedule:
 
     def __repr__(self) -> str:
         c = self.config
-        return f"NoiseSchedule({c.beta_schedule}, T={len(self)}, zero_snr={c.rescale_zero_terminal_snr})"
+        zero_snr = c.rescale_zero_terminal_snr
+        return f"NoiseSchedule({c.beta_schedule}, T={len(self)}, zero_snr={zero_snr})"
 
     def snr(self, t: torch.Tensor | None = None) -> torch.Tensor:
-        """Signal-to-noise ratio alphas_cumprod / (1 - alphas_cumprod), for all t or the given ones."""
+        """SNR = alphas_cumprod / (1 - alphas_cumprod), for all t or the given ones."""
         snr = self.alphas_cumprod / (1 - self.alphas_cumprod)
         return snr if t is None else snr[torch.as_tensor(t).long()]
 
     @property
     def sigmas(self) -> torch.Tensor:
-        """The equivalent variance-exploding noise levels sqrt((1 - a_t) / a_t) (Karras et al. 2022)."""
+        """Equivalent variance-exploding noise levels sqrt((1 - a_t) / a_t) (Karras et al. 2022)."""
         return ((1 - self.alphas_cumprod) / self.alphas_cumprod).sqrt()
 
     def alpha_sigma(self, t: torch.Tensor, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(sqrt(alphas_cumprod[t]), sqrt(1 - alphas_cumprod[t])) shaped to broadcast against `like`."""
-        return _gather(self.sqrt_alphas_cumprod, t, like), _gather(self.sqrt_one_minus_alphas_cumprod, t, like)
+        """(sqrt(alphas_cumprod[t]), sqrt(1 - alphas_cumprod[t])), broadcastable against `like`."""
+        return _gather(self.sqrt_alphas_cumprod, t, like), _gather(
+            self.sqrt_one_minus_alphas_cumprod, t, like
+        )
 
     # --- forward process ----------------------------------------------------------------------
 
@@ -186,18 +204,24 @@ class NoiseSchedule:
         alpha, sigma = self.alpha_sigma(t, x0)
         return param.from_x0_eps(x0, noise, alpha, sigma, "v_prediction")
 
-    def target(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor, prediction_type: str) -> torch.Tensor:
+    def target(
+        self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor, prediction_type: str
+    ) -> torch.Tensor:
         """What a network with this prediction type should output for (x0, noise, t)."""
         alpha, sigma = self.alpha_sigma(t, x0)
         return param.from_x0_eps(x0, noise, alpha, sigma, prediction_type)
 
     # --- conversions between predictions ------------------------------------------------------
 
-    def predict_x0(self, pred: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor, prediction_type: str) -> torch.Tensor:
+    def predict_x0(
+        self, pred: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor, prediction_type: str
+    ) -> torch.Tensor:
         alpha, sigma = self.alpha_sigma(t, x_t)
         return param.to_x0(pred, x_t, alpha, sigma, prediction_type)
 
-    def predict_eps(self, pred: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor, prediction_type: str) -> torch.Tensor:
+    def predict_eps(
+        self, pred: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor, prediction_type: str
+    ) -> torch.Tensor:
         alpha, sigma = self.alpha_sigma(t, x_t)
         return param.to_eps(pred, x_t, alpha, sigma, prediction_type)
 
@@ -217,8 +241,11 @@ class NoiseSchedule:
     def posterior(
         self, x0: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Mean, variance and clipped log-variance of q(x_{t-1} | x_t, x_0) (Ho et al. 2020, eq. 6-7)."""
-        mean = _gather(self.posterior_mean_coef1, t, x_t) * x0 + _gather(self.posterior_mean_coef2, t, x_t) * x_t
+        """Mean, variance and clipped log-variance of q(x_{t-1} | x_t, x_0) (Ho et al. 2020, eq. 7)."""
+        mean = (
+            _gather(self.posterior_mean_coef1, t, x_t) * x0
+            + _gather(self.posterior_mean_coef2, t, x_t) * x_t
+        )
         return (
             mean,
             _gather(self.posterior_variance, t, x_t),
