@@ -241,7 +241,7 @@ class NoiseSchedule:
     def posterior(
         self, x0: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Mean, variance and clipped log-variance of q(x_{t-1} | x_t, x_0) (Ho et al. 2020, eq. 7)."""
+        """Mean, variance and clipped log variance of q(x_{t-1} | x_t, x_0) (Ho 2020, eq. 7)."""
         mean = (
             _gather(self.posterior_mean_coef1, t, x_t) * x0
             + _gather(self.posterior_mean_coef2, t, x_t) * x_t
