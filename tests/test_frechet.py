@@ -128,7 +128,9 @@ def _assert_degradations_grow(real_a, real_b, feature, blur_sigmas, noise_stds):
 
 
 def test_digits_frechet_grows_with_blur_and_noise():
-    digits = pytest.importorskip("hwaksan.data.digits")
+    pytest.importorskip("sklearn")
+    from hwaksan.data import digits
+
     images, _ = digits.load_digits_tensors("all", resolution=16)
     order = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))
     half = len(images) // 2
