@@ -46,7 +46,9 @@ def test_strided_steps_match_diffusers_ddpm(variance_type, kind):
             prev_t=torch.tensor([timesteps[i + 1]] * 2),
         )  # fmt: skip
         torch.testing.assert_close(step.mean, mean_ref, atol=1e-4, rtol=1e-4)
-        torch.testing.assert_close(step.variance.sqrt(), std_ref, atol=1e-5, rtol=1e-3)
+        torch.testing.assert_close(
+            step.variance.sqrt().expand_as(std_ref), std_ref, atol=1e-5, rtol=1e-3
+        )
 
 
 def test_unstrided_step_is_the_posterior_at_the_predicted_x0():
@@ -59,7 +61,7 @@ def test_unstrided_step_is_the_posterior_at_the_predicted_x0():
     small = p_mean_variance(out, x, t, schedule, "v_prediction", "fixed_small")
     mean, _, log_var = schedule.posterior(small.x0_pred, x, t)
     torch.testing.assert_close(small.mean, mean)
-    torch.testing.assert_close(small.log_variance, log_var.expand_as(x))
+    torch.testing.assert_close(small.log_variance.expand_as(x), log_var.expand_as(x))
     large = p_mean_variance(out, x, t, schedule, "v_prediction", "fixed_large")
     expected = torch.cat([schedule.posterior_variance[1:2], schedule.betas[1:]])[t]
     torch.testing.assert_close(large.variance[:, 0], expected)
@@ -74,7 +76,9 @@ def test_learned_range_spans_fixed_small_to_fixed_large_and_clip():
     for v in (-1.0, 1.0):
         out = torch.cat([pred, torch.full_like(pred, v)], dim=1)
         ends[v] = p_mean_variance(out, x, t, schedule, "epsilon", "learned_range").variance
-    torch.testing.assert_close(ends[-1.0], p_mean_variance(pred, x, t, schedule).variance)
+    torch.testing.assert_close(
+        ends[-1.0], p_mean_variance(pred, x, t, schedule).variance.expand_as(pred)
+    )
     torch.testing.assert_close(ends[1.0], schedule.betas[t].view(-1, 1).expand(4, 2))
     clipped = p_mean_variance(pred * 50, x, t, schedule, "sample", clip_sample=1.0)
     assert float(clipped.x0_pred.abs().max()) <= 1.0

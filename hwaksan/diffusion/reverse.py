@@ -17,7 +17,7 @@ VARIANCE_TYPES: tuple[str, ...] = ("fixed_small", "fixed_large", "learned_range"
 
 
 class ReverseStep(NamedTuple):
-    """p(x_{t-1} | x_t) = N(mean, variance); `x0_pred` is the network's (clipped) x0 estimate."""
+    """p(x_{t-1} | x_t) = N(mean, variance); variances broadcast against mean."""
 
     mean: torch.Tensor
     variance: torch.Tensor
@@ -105,11 +105,12 @@ def p_mean_variance(
     coef_xt = ((1 - beta).sqrt() * (1 - a_s) / (1 - a_t)).to(x_t.dtype)
     mean = coef_x0 * x0_pred + coef_xt * x_t
 
-    # Variance, in log space (float64 tables cast at use).
+    # Variance, in log space (float64 tables cast at use). Fixed variances stay [B, 1, ...]
+    # so exp() runs once per example, not per element; they broadcast against x_t.
     if variance_type == "fixed_small":
-        log_var = post_log_var.to(x_t.dtype).expand_as(x_t)
+        log_var = post_log_var.to(x_t.dtype)
     elif variance_type == "fixed_large":
-        log_var = torch.where(post_var > 0, beta.log(), post_log_var).to(x_t.dtype).expand_as(x_t)
+        log_var = torch.where(post_var > 0, beta.log(), post_log_var).to(x_t.dtype)
     elif variance_type == "learned_range":
         frac = (var_values + 1) / 2
         log_var = frac * beta.log().to(x_t.dtype) + (1 - frac) * post_log_var.to(x_t.dtype)
