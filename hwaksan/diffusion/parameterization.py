@@ -32,13 +32,14 @@ def to_x0(
     prediction_type: str,
 ) -> torch.Tensor:
     """The clean sample x0 implied by a network output (alpha, sigma broadcast against x_t)."""
+    # addcmul(a, b, c, value=-1) = a - b * c in one pass: samplers call this every step.
     if prediction_type == "epsilon":
-        return (x_t - sigma * pred) / alpha
+        return torch.addcmul(x_t, sigma, pred, value=-1).div_(alpha)  # (x_t - sigma eps) / alpha
     if prediction_type == "sample":
         return pred
     if prediction_type == "v_prediction":
         # Valid for VP schedules (alpha^2 + sigma^2 = 1).
-        return alpha * x_t - sigma * pred
+        return torch.addcmul(alpha * x_t, sigma, pred, value=-1)  # alpha x_t - sigma v
     check_prediction_type(prediction_type)
     raise AssertionError  # unreachable
 
@@ -54,9 +55,9 @@ def to_eps(
     if prediction_type == "epsilon":
         return pred
     if prediction_type == "sample":
-        return (x_t - alpha * pred) / sigma
+        return torch.addcmul(x_t, alpha, pred, value=-1).div_(sigma)  # (x_t - alpha x0) / sigma
     if prediction_type == "v_prediction":
-        return sigma * x_t + alpha * pred
+        return torch.addcmul(sigma * x_t, alpha, pred)  # sigma x_t + alpha v
     check_prediction_type(prediction_type)
     raise AssertionError  # unreachable
 

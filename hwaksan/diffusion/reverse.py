@@ -103,7 +103,7 @@ def p_mean_variance(
         x0_pred = x0_pred.clamp(-clip_sample, clip_sample)
     coef_x0 = (a_s.sqrt() * beta / (1 - a_t)).to(x_t.dtype)
     coef_xt = ((1 - beta).sqrt() * (1 - a_s) / (1 - a_t)).to(x_t.dtype)
-    mean = coef_x0 * x0_pred + coef_xt * x_t
+    mean = torch.addcmul(coef_xt * x_t, coef_x0, x0_pred)  # one temporary fewer
 
     # Variance, in log space (float64 tables cast at use). Fixed variances stay [B, 1, ...]
     # so exp() runs once per example, not per element; they broadcast against x_t.

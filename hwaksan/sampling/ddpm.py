@@ -39,5 +39,5 @@ def sample_ddpm(
         x = step.mean
         if i < len(steps) - 1:
             # Ancestral step: add the reverse process's own noise.
-            x = x + step.variance.sqrt() * noise_like(x, generator)
+            x = x.addcmul_(step.variance.sqrt(), noise_like(x, generator))  # x is step's own
     return x
