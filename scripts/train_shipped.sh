@@ -23,15 +23,14 @@ case "$name" in
   *) echo "unknown model $name" >&2; exit 2 ;;
 esac
 
-# Ship the weights in fp16 (a few MB) and measure them.
+# Ship the EMA weights in fp16 (a few MB) and measure them.
 python - "$name" <<'PY'
 import sys
 import torch
 import hwaksan as hk
 name = sys.argv[1]
 run = f"runs/shipped_{name}/model"
-raw, ema = hk.load(run, use_ema=False), hk.load(run)
-raw.save(f"hwaksan/weights/{name}", unet_ema=ema.unet, dtype=torch.float16)
+hk.load(run).save(f"hwaksan/weights/{name}", dtype=torch.float16)  # the EMA weights only
 print(f"saved hwaksan/weights/{name}")
 PY
 python benchmarks/shipped_scores.py "$name"
