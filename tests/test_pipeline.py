@@ -133,3 +133,19 @@ def test_unknown_names_and_paths_fail_clearly(tmp_path):
     (tmp_path / "file.txt").write_text("x")
     with pytest.raises(HwaksanError, match="is a file"):
         hk.load(tmp_path / "file.txt")
+
+
+def test_shipped_models_load_and_make_what_they_claim():
+    """A quick look at the shipped models (benchmarks/shipped_scores.py measures them fully)."""
+    from hwaksan.data import shapes
+    from hwaksan.eval.digits_score import digits_accuracy
+    from hwaksan.eval.shapes_score import validity_coverage
+
+    digits = hk.load("digits")
+    labels = [i % 10 for i in range(30)]
+    images = digits.generate(30, steps=20, seed=1, class_labels=labels, output_type="pt")
+    assert digits_accuracy(images, labels) >= 0.9
+    world = hk.load("shapes")
+    images = world.generate(32, steps=20, seed=1, output_type="pt")
+    config = shapes.ShapesConfig(**world.data["shapes_config"])
+    assert validity_coverage(images, config)["validity"] >= 0.75
