@@ -1,7 +1,7 @@
 """GroupNorm (Wu & He 2018) with a fast backward for channels-last feature maps on the CPU.
 
-PyTorch's native channels-last GroupNorm backward runs 3x (fp32) to 25x (bf16) slower than its
-NCHW one on this CPU (benchmarks/results/train_throughput.md). The forward stays native; the
+PyTorch's native channels-last GroupNorm backward ran 3x (fp32) to 25x (bf16) slower than its
+NCHW one here (16x64x32x32, one thread, measured 2026-11-24). The forward stays native; the
 backward is rewritten as per-(sample, channel) sums over positions plus one affine map of x and dy.
 """
 
