@@ -75,6 +75,10 @@ class Pipeline:
         generator = torch.Generator().manual_seed(seed)
         x_T = torch.randn((n, *self.image_shape), generator=generator)
         chunks = []
+        try:
+            self._check_sampler_args(sampler or self.sampler, steps or self.steps, eta)
+        except ValueError as e:  # a bad sampler, step count or eta: the user's input
+            raise HwaksanError(str(e)) from e
         for start in range(0, n, batch_size):
             x = x_T[start : start + batch_size].to(self.device)
             cond = None if labels is None else {"class_labels": labels[start : start + batch_size]}
@@ -92,6 +96,15 @@ class Pipeline:
         if output_type == "pil":
             return to_pil(images)
         raise HwaksanError(f"unknown output_type {output_type!r}; use 'pil' or 'pt'")
+
+    def _check_sampler_args(self, sampler: str, steps: int, eta: float) -> None:
+        """The samplers' own argument checks, before any work is done."""
+        from hwaksan.sampling.sample import check_sample_args
+
+        check_sample_args(
+            sampler, steps, self.timestep_spacing, self.schedule,
+            eta=eta, prediction_type=self.prediction_type,
+        )  # fmt: skip
 
     def _labels(self, n: int, class_labels) -> torch.Tensor | None:
         """Class labels as a LongTensor on the model's device, checked against num_classes."""

@@ -7,15 +7,12 @@ import json
 import pytest
 from click.testing import CliRunner
 from PIL import Image
-from train_toys import one_thread
 
 import hwaksan as hk
 from hwaksan.cli import main
 
 TOY = ["--preset", "tiny", "--steps", "3", "--batch-size", "8", "--sample-every", "0",
        "--warmup", "1", "--sample-steps", "2", "--num-samples", "4"]  # fmt: skip
-
-_one_thread = pytest.fixture(autouse=True, scope="module")(one_thread)
 
 
 def _run(*args: str):

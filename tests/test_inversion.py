@@ -10,15 +10,6 @@ from hwaksan.sampling.mixture import GaussianMixture
 
 SCHEDULE = hk.NoiseSchedule.linear(1000)
 GAUSSIAN = GaussianMixture.gaussian([1.0, -0.5], [0.5, 1.5])
-_THREADS = torch.get_num_threads()
-
-
-def setup_module():
-    torch.set_num_threads(1)  # 2-D data: on a busy machine extra threads only contend (~5x)
-
-
-def teardown_module():
-    torch.set_num_threads(_THREADS)
 
 
 def round_trip_error(steps, prediction_type="epsilon", spacing="leading"):

@@ -7,14 +7,11 @@ import pickle
 
 import pytest
 import torch
-from train_toys import one_thread
 
 import hwaksan as hk
 from hwaksan.errors import HwaksanError
 from hwaksan.nets import UNet, unet_tiny
 from hwaksan.pipeline import Pipeline
-
-_one_thread = pytest.fixture(autouse=True, scope="module")(one_thread)
 
 
 def _unet(seed: int) -> UNet:
@@ -149,3 +146,17 @@ def test_shipped_models_load_and_make_what_they_claim():
     images = world.generate(32, steps=20, seed=1, output_type="pt")
     config = shapes.ShapesConfig(**world.data["shapes_config"])
     assert validity_coverage(images, config)["validity"] >= 0.75
+
+
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        (dict(sampler="euler", eta=0.5), "eta is a DDIM option"),
+        (dict(sampler="plms"), "unknown sampler"),
+        (dict(steps=5000), "steps must be between"),
+    ],
+)
+def test_bad_sampler_arguments_are_one_line_user_errors(kwargs, message):
+    pipe = hk.load("shapes")
+    with pytest.raises(HwaksanError, match=message):
+        pipe.generate(1, **kwargs)

@@ -20,15 +20,6 @@ MIXTURE = GaussianMixture(
 N = 10_000
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: threads only fight each other on a busy machine (measured 10x slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 # (sampler, steps, options): steps chosen so each sampler's bias is below ~2% (measured).
 CASES = [
     ("ddpm", 500, dict(variance_type="fixed_small")),

@@ -6,14 +6,12 @@ from __future__ import annotations
 import pytest
 import torch
 from torch import nn
-from train_toys import BlobDataset, TinyDenoiser, one_thread
+from train_toys import BlobDataset, TinyDenoiser
 
 from hwaksan.diffusion.losses import diffusion_loss
 from hwaksan.diffusion.schedule import NoiseSchedule
 from hwaksan.train.diffusion import DiffusionRecipe
 from hwaksan.train.loop import TrainConfig, train
-
-_one_thread = pytest.fixture(autouse=True, scope="module")(one_thread)
 
 
 class _Recorder(nn.Module):

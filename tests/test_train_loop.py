@@ -10,7 +10,7 @@ import signal
 import pytest
 import torch
 from torch import nn
-from train_toys import BlobDataset, TinyDenoiser, one_thread
+from train_toys import BlobDataset, TinyDenoiser
 
 from hwaksan.diffusion.schedule import NoiseSchedule
 from hwaksan.errors import HwaksanError
@@ -19,8 +19,6 @@ from hwaksan.train.diffusion import DiffusionRecipe
 from hwaksan.train.ema import EMA, ema_decay_at
 from hwaksan.train.loop import Recipe, TrainConfig, lr_at, train
 from hwaksan.train.sampler import ShardedEpochSampler
-
-_one_thread = pytest.fixture(autouse=True, scope="module")(one_thread)
 
 
 def _recipe(seed: int = 0, num_samples: int = 0) -> DiffusionRecipe:

@@ -24,15 +24,6 @@ from hwaksan.nets.attention import attention
 from hwaksan.nets.norm import GroupNorm
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small ops on a shared 2-core box: 2 threads under load ran the overfit test 12x slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _perturbed(net: torch.nn.Module, seed: int = 0, std: float = 0.05) -> torch.nn.Module:
     """Add noise to every parameter, so zero-initialized branches carry signal."""
     g = torch.Generator().manual_seed(seed)

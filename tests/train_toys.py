@@ -48,11 +48,3 @@ class BlobDataset(Dataset):
 
     def __getitem__(self, i: int) -> dict:
         return {"image": self.images[i], "class_id": int(self.labels[i])}
-
-
-def one_thread():
-    """Tiny tensors run fastest on one thread (and the test machine is shared); restore after."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)

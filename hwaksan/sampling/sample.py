@@ -20,16 +20,26 @@ SAMPLERS: tuple[str, ...] = ("ddpm", "ddim", "dpmpp_2m", "euler", "heun")
 _SIGMA_SAMPLERS = {"euler": sample_euler, "heun": sample_heun, "dpmpp_2m": sample_dpmpp_2m}
 
 
-def _check(sampler: str, steps: int, spacing: str, schedule: NoiseSchedule, **options) -> None:
+def check_sample_args(
+    sampler: str,
+    steps: int,
+    spacing: str,
+    schedule: NoiseSchedule,
+    *,
+    eta: float = 0.0,
+    prediction_type: str = "epsilon",
+    variance_type: str = "fixed_small",
+    use_karras_sigmas: bool = False,
+) -> None:
     """One clear ValueError for any argument the samplers cannot honour."""
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
     ts.check_steps(steps, spacing, schedule.num_train_timesteps)
-    check_prediction_type(options["prediction_type"])
-    check_variance_type(options["variance_type"])
-    if options["use_karras_sigmas"] and sampler not in _SIGMA_SAMPLERS:
+    check_prediction_type(prediction_type)
+    check_variance_type(variance_type)
+    if use_karras_sigmas and sampler not in _SIGMA_SAMPLERS:
         raise ValueError(f"use_karras_sigmas needs euler, heun or dpmpp_2m, not {sampler!r}")
-    if options["eta"] != 0 and sampler != "ddim":
+    if eta != 0 and sampler != "ddim":
         raise ValueError(f"eta is a DDIM option; sampler {sampler!r} does not use it")
 
 
@@ -74,7 +84,7 @@ def sample(
         prediction_type=prediction_type, variance_type=variance_type,
         use_karras_sigmas=use_karras_sigmas, eta=eta,
     )  # fmt: skip
-    _check(sampler, steps, timestep_spacing, schedule, **options)
+    check_sample_args(sampler, steps, timestep_spacing, schedule, **options)
     cond = cond or {}
 
     def bound(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
