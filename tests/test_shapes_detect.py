@@ -32,15 +32,9 @@ def _bar(n_objects):
     return 1.0 if n_objects == 1 else 0.99
 
 
-@pytest.mark.parametrize("resolution,n_objects,shape_set", CONFIGS)
-def test_detector_reads_fresh_renders(resolution, n_objects, shape_set):
-    n = 300  # the 2,000-image version of this test is test_detector_accuracy_2000 (slow)
-    assert accuracy(resolution, n_objects, SETS[shape_set], n) >= _bar(n_objects)
-
-
-@pytest.mark.slow
 @pytest.mark.parametrize("resolution,n_objects,shape_set", CONFIGS + [(16, 1, "new")])
-def test_detector_accuracy_2000(resolution, n_objects, shape_set):
+def test_detector_accuracy_on_2000_fresh_renders(resolution, n_objects, shape_set):
+    """The issue's bar: 100% on single objects, >= 99% on two and three (about 60 s in all)."""
     assert accuracy(resolution, n_objects, SETS[shape_set], 2000, seed=12) >= _bar(n_objects)
 
 
