@@ -89,12 +89,14 @@ def _save_grid(images: torch.Tensor, path: Path) -> None:
 
 
 def _score(samples: dict[str, torch.Tensor], resolution: int, n: int, seed: int) -> dict:
+    from tqdm.auto import tqdm
+
     from hwaksan.eval.report import evaluate, reference_images
 
     options = dict(min_objects=1, max_objects=1)
     real = reference_images("shapes", n, seed + 10_000, resolution, **options)
     scores = {}
-    for sampler, images in samples.items():
+    for sampler, images in tqdm(samples.items(), desc="scoring", unit="sampler"):
         full = evaluate(images, real, "shapes", feature="shapes", kid_subset_size=min(n, 1000),
                         **options)  # fmt: skip
         scores[sampler] = {k: v for k, v in full.items() if isinstance(v, (int, float))}
