@@ -11,6 +11,7 @@ two moments give the best Gaussian step (Bao et al. 2022's analytic variance, he
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 
 import torch
 
@@ -18,7 +19,16 @@ from hwaksan.diffusion import parameterization as param
 from hwaksan.diffusion.schedule import NoiseSchedule, _gather
 
 
-class _ExactDenoiser:
+def gaussian_posterior(
+    x_t: torch.Tensor, alpha: torch.Tensor, sigma: torch.Tensor, mu: torch.Tensor, s2: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(E[x0 | x_t], Var[x0 | x_t]) for x0 ~ N(mu, s2) and x_t = alpha x0 + sigma eps, by
+    Gaussian conditioning; the building block of every exact denoiser here (one per component)."""
+    denom = alpha**2 * s2 + sigma**2
+    return mu + alpha * s2 / denom * (x_t - alpha * mu), s2 * sigma**2 / denom
+
+
+class _ExactDenoiser(ABC):
     """model(x_t, t) -> the optimal eps / x0 / v prediction, from E[x0 | x_t] (`posterior_x0`).
 
     With `learned_variance=True` it also outputs, as C more channels on dim 1, the log of the
@@ -31,8 +41,9 @@ class _ExactDenoiser:
         self.schedule = schedule
         self.prediction_type, self.learned_variance = prediction_type, learned_variance
 
+    @abstractmethod
     def posterior_x0(self, x_t: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        raise NotImplementedError
+        """(E[x0 | x_t], Var[x0 | x_t]), each shaped like x_t."""
 
     def reverse_variance(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """Var[x_{t-1} | x_t] = beta-tilde_t + coef1_t^2 Var[x0 | x_t] (at t = 0: Var[x0 | x_t])."""
@@ -43,8 +54,7 @@ class _ExactDenoiser:
     def __call__(self, x_t: torch.Tensor, t: torch.Tensor, **cond) -> torch.Tensor:
         x0, _ = self.posterior_x0(x_t, t)
         alpha, sigma = self.schedule.alpha_sigma(t, x_t)
-        eps = (x_t - alpha * x0) / sigma
-        pred = param.from_x0_eps(x0, eps, alpha, sigma, self.prediction_type)
+        pred = param.convert(x0, x_t, alpha, sigma, "sample", self.prediction_type)
         if not self.learned_variance:
             return pred
         return torch.cat([pred, self.reverse_variance(x_t, t).log()], dim=1)
@@ -68,10 +78,8 @@ class GaussianDenoiser(_ExactDenoiser):
     def posterior_x0(self, x_t: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(E[x0 | x_t], Var[x0 | x_t]) by Gaussian conditioning."""
         alpha, sigma = self.schedule.alpha_sigma(t, x_t)
-        s2 = self.s.to(x_t) ** 2
-        denom = alpha**2 * s2 + sigma**2
-        mean = self.mu.to(x_t) + alpha * s2 / denom * (x_t - alpha * self.mu.to(x_t))
-        return mean, (s2 * sigma**2 / denom).expand_as(x_t)
+        mean, var = gaussian_posterior(x_t, alpha, sigma, self.mu.to(x_t), self.s.to(x_t) ** 2)
+        return mean, var.expand_as(x_t)
 
     def expected_bound(self, log_variance: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """E over x0 ~ data and x_t of the bound's terms with the exact mean, in bits/dim.
@@ -122,10 +130,9 @@ class MixtureDenoiser(_ExactDenoiser):
         alpha, sigma, x, m = alpha[..., None], sigma[..., None], x_t[..., None], self.means.to(x_t)
         var_t = alpha**2 * self.r2 + sigma**2  # the variance of x_t under each component
         weights = (-0.5 * (x - alpha * m) ** 2 / var_t).softmax(dim=-1)  # [..., K]
-        comp_mean = m + alpha * self.r2 / var_t * (x - alpha * m)
+        comp_mean, within = gaussian_posterior(x, alpha, sigma, m, self.r2)
         mean = (weights * comp_mean).sum(-1)
-        within = (self.r2 * sigma**2 / var_t)[..., 0]
-        return mean, within + (weights * comp_mean**2).sum(-1) - mean**2
+        return mean, within[..., 0] + (weights * comp_mean**2).sum(-1) - mean**2
 
     def nll_bits_per_dim(self, x0: torch.Tensor) -> torch.Tensor:
         """The true -log p(x0) per example, in bits/dim: [B]."""

@@ -78,3 +78,19 @@ def from_x0_eps(
         return alpha * eps - sigma * x0
     check_prediction_type(prediction_type)
     raise AssertionError  # unreachable
+
+
+def convert(
+    pred: torch.Tensor,
+    x_t: torch.Tensor,
+    alpha: torch.Tensor,
+    sigma: torch.Tensor,
+    source: str,
+    target: str,
+) -> torch.Tensor:
+    """Re-express a prediction of type `source` as one of type `target`."""
+    if source == target:
+        return pred
+    x0 = to_x0(pred, x_t, alpha, sigma, source)
+    eps = to_eps(pred, x_t, alpha, sigma, source)
+    return from_x0_eps(x0, eps, alpha, sigma, target)

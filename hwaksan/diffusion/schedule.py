@@ -229,12 +229,8 @@ class NoiseSchedule:
         self, pred: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor, source: str, target: str
     ) -> torch.Tensor:
         """Re-express a prediction of type `source` as one of type `target`."""
-        if source == target:
-            return pred
         alpha, sigma = self.alpha_sigma(t, x_t)
-        x0 = param.to_x0(pred, x_t, alpha, sigma, source)
-        eps = param.to_eps(pred, x_t, alpha, sigma, source)
-        return param.from_x0_eps(x0, eps, alpha, sigma, target)
+        return param.convert(pred, x_t, alpha, sigma, source, target)
 
     # --- reverse-process posterior ------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from hwaksan.diffusion import parameterization as param
+from hwaksan.diffusion.exact import gaussian_posterior
 from hwaksan.diffusion.schedule import NoiseSchedule
 from hwaksan.sampling.timesteps import t_to_sigma
 
@@ -88,8 +89,7 @@ class GaussianMixture:
         r = self.log_responsibilities(x_t, alpha, sigma).exp()[:, :, None]  # [N, K, 1]
         x = x_t.double()[:, None, :]
         alpha, sigma = alpha.reshape(-1, 1, 1), sigma.reshape(-1, 1, 1)
-        s2 = self.stds**2
-        x0_k = self.means + alpha * s2 / (alpha**2 * s2 + sigma**2) * (x - alpha * self.means)
+        x0_k, _ = gaussian_posterior(x, alpha, sigma, self.means, self.stds**2)  # [N, K, D]
         return (r * x0_k).sum(1)
 
     def model(
@@ -102,7 +102,7 @@ class GaussianMixture:
             alpha = (1 + sigma_ve**2).rsqrt()  # VP scales of that noise level
             sigma = sigma_ve * alpha
             x0 = self.posterior_mean(x_t, alpha, sigma)
-            eps = (x_t.double() - alpha * x0) / sigma
-            return param.from_x0_eps(x0, eps, alpha, sigma, prediction_type).to(x_t.dtype)
+            pred = param.convert(x0, x_t.double(), alpha, sigma, "sample", prediction_type)
+            return pred.to(x_t.dtype)
 
         return exact

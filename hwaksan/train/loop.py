@@ -14,6 +14,7 @@ import random
 import signal
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -61,7 +62,7 @@ class TrainConfig:
     max_minutes: float | None = None  # stop (and save) once training has run this long
 
 
-class Recipe:
+class Recipe(ABC):
     """What a training method tells the loop. Subclass it and override `loss`.
 
     `model` is the network the optimizer trains (EMA tracks it; DDP wraps it); `loss` receives the
@@ -71,8 +72,9 @@ class Recipe:
 
     model: nn.Module
 
+    @abstractmethod
     def loss(self, model: nn.Module, batch, step: int) -> tuple[torch.Tensor, dict[str, float]]:
-        raise NotImplementedError
+        """(scalar loss to minimize, numbers to log) for one batch."""
 
     def parameters(self) -> Iterable[nn.Parameter]:
         return self.model.parameters()
