@@ -126,11 +126,9 @@ class Pipeline:
 
     def _denoiser(self, guidance_scale: float | None):
         """The network as the sampler calls it: mean half only, guided if asked."""
-        channels, net = self.image_shape[0], self.unet
+        from hwaksan.sampling.denoiser import mean_prediction
 
-        def model(x, t, **cond):
-            return net(x, t, **cond)[:, :channels]
-
+        model = mean_prediction(self.unet, self.image_shape[0])
         if guidance_scale is None or guidance_scale == 1.0:
             return model
         if self.num_classes is None:

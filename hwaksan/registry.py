@@ -16,10 +16,12 @@ SHIPPED: dict[str, str] = {
 
 
 def resolve(name_or_path: str | Path) -> Path:
-    """A shipped model's folder for a name, else the given folder; HwaksanError if neither."""
+    """A shipped model's folder for a name, else the given folder (or, for a training run's
+    folder, the `model/` inside it); HwaksanError if neither."""
     path = Path(name_or_path)
     if path.is_dir():
-        return path
+        inner = path / "model"
+        return inner if (inner / "config.json").exists() else path
     if str(name_or_path) in SHIPPED:
         shipped = WEIGHTS_DIR / str(name_or_path)
         if not (shipped / "config.json").exists():

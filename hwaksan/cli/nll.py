@@ -56,13 +56,12 @@ def command(model, data, n, batch_size, batch_of_t, variance, seed, as_json) -> 
     """Bound MODEL's NLL in bits/dim on N held-out 8-bit images (class models: unconditional)."""
     from tqdm.auto import tqdm
 
-    from hwaksan.cli.sample import model_folder
     from hwaksan.diffusion.likelihood import nll_bits_per_dim
     from hwaksan.pipeline import load
 
     if min(n, batch_size, batch_of_t) < 1:
         raise HwaksanError("-n, --batch-size and --batch-of-t must be at least 1")
-    pipe = load(model_folder(model))
+    pipe = load(model)
     data = data or pipe.data.get("name")
     if data is None or data == "folder":
         data = pipe.data.get("path") or data

@@ -2,17 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
 from hwaksan.errors import HwaksanError
-
-
-def model_folder(model: str) -> str:
-    """A training run's folder holds its model in `model/`; accept either."""
-    inner = Path(model) / "model"
-    return str(inner) if (inner / "config.json").exists() else model
 
 
 @click.command("sample")
@@ -33,7 +25,7 @@ def command(model, sampler, steps, n, seed, eta, class_label, guidance_scale, sc
 
     if n < 1:
         raise HwaksanError("-n must be at least 1")
-    pipe = load(model_folder(model))
+    pipe = load(model)
     labels = None
     if class_label is not None:
         labels = [class_label] * n

@@ -17,6 +17,18 @@ Model = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # model(x_t, t) ->
 Denoiser = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
+def mean_prediction(
+    model: Callable[..., torch.Tensor], channels: int
+) -> Callable[..., torch.Tensor]:
+    """The model as a sampler sees it: the first `channels` output channels, dropping the
+    variance half of a learned-variance network (Nichol & Dhariwal 2021)."""
+
+    def mean_only(x: torch.Tensor, t: torch.Tensor, **cond) -> torch.Tensor:
+        return model(x, t, **cond)[:, :channels]
+
+    return mean_only
+
+
 def clip_x0(x0: torch.Tensor, clip_sample: float | None) -> torch.Tensor:
     """Clamp an x0 prediction to [-c, c] (diffusers' clip_sample_range); None or 0 = off."""
     return x0.clamp(-clip_sample, clip_sample) if clip_sample else x0

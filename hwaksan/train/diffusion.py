@@ -103,8 +103,9 @@ class DiffusionRecipe(Recipe):
         """The model as a sampler sees it: the mean half of a learned-variance output."""
         if not self.learn_sigma:
             return model
-        channels = self.image_shape[0]
-        return lambda x, t, **cond: model(x, t, **cond)[:, :channels]
+        from hwaksan.sampling.denoiser import mean_prediction
+
+        return mean_prediction(model, self.image_shape[0])
 
     def describe(self) -> dict:
         return {
