@@ -13,19 +13,15 @@ Train, then measure (the 20:16 UTC run: 800 steps, ~9 min on a busy 2-core machi
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import time
-from pathlib import Path
 
 import torch
+from report import write_report
 
 import hwaksan as hk
 from hwaksan.cli.nll import heldout_images
-from hwaksan.cli.sample import model_folder
 from hwaksan.pipeline import load
-
-OUT = Path(__file__).parent / "results"
 
 
 def main() -> None:
@@ -37,7 +33,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     start = time.time()
-    pipe = load(model_folder(args.model))
+    pipe = load(args.model)  # a model folder or a training run's folder
     assert pipe.learn_sigma, "this benchmark compares variances of a learned-variance model"
     x0 = heldout_images("digits", pipe.image_shape, args.n)
     channels = pipe.image_shape[0]
@@ -89,10 +85,7 @@ def main() -> None:
         bpd = f"{r['bpd']:.3f} +- {r['bpd_se']:.3f}"
         lines.append(f"| {name} | {bpd} | {r['decoder_bpd']:.3f} | {r['prior_bpd']:.1e} |")
     lines.append(f"# {time.time() - start:.0f} s")
-    print("\n".join(lines))
-    OUT.mkdir(exist_ok=True)
-    (OUT / "nll_digits.md").write_text("\n".join(lines) + "\n")
-    (OUT / "nll_digits.json").write_text(json.dumps(rows, indent=1))
+    write_report("nll_digits", lines, rows)
 
 
 if __name__ == "__main__":

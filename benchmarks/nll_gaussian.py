@@ -14,20 +14,19 @@ benchmarks/results/nll_gaussian.md, .json and .png)
 
 from __future__ import annotations
 
-import json
 import math
 import platform
 import time
 from pathlib import Path
 
 import torch
+from report import RESULTS, write_report
 
 import hwaksan as hk
 from hwaksan.diffusion.exact import GaussianDenoiser, MixtureDenoiser
 
 D, B = 2048, 32
 T_VALUES = (10, 30, 100, 300, 1000)
-OUT = Path(__file__).parent / "results"
 
 
 def _estimate(model, x0, schedule, variance_type, seed=1):
@@ -131,12 +130,9 @@ def main() -> None:
         gap = f"{r['gap']:+.4f} +- {r['gap_se']:.4f}"
         lines.append(f"| {r['data']} | {r['T']} | {r['variance_type']} | {gap} | {analytic} |")
     lines.append(f"# {time.time() - start:.0f} s")
-    print("\n".join(lines))
-    OUT.mkdir(exist_ok=True)
-    (OUT / "nll_gaussian.md").write_text("\n".join(lines) + "\n")
-    (OUT / "nll_gaussian.json").write_text(json.dumps(rows, indent=1))
-    plot(rows, OUT / "nll_gaussian.png")
-    print(f"# wrote {OUT}/nll_gaussian.md, .json and .png")
+    write_report("nll_gaussian", lines, rows)
+    plot(rows, RESULTS / "nll_gaussian.png")
+    print(f"# wrote {RESULTS}/nll_gaussian.md, .json and .png")
 
 
 if __name__ == "__main__":
