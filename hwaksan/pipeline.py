@@ -1,8 +1,9 @@
 """A trained model as a folder, and the `Pipeline` that generates images from it.
 
 Folder layout: `config.json` (what the model is: network config, noise schedule, prediction
-type, default sampler, data and class names) and one safetensors file per component
-(`unet.safetensors`, `unet_ema.safetensors`). Loading reads JSON and safetensors only — nothing
+type, default sampler, data and class names, and the optional components under "modules") and
+one safetensors file per component (`unet.safetensors`, `unet_ema.safetensors`,
+`autoencoder.safetensors`, ...). Loading reads JSON and safetensors only — nothing
 is ever unpickled.
 """
 
@@ -16,9 +17,15 @@ from pathlib import Path
 
 import torch
 from PIL import Image
-from safetensors.torch import load_file, save_file
 from torch import nn
 
+from hwaksan.components import (
+    build_component,
+    component_spec,
+    has_weights,
+    load_weights,
+    save_weights,
+)
 from hwaksan.diffusion.schedule import NoiseSchedule
 from hwaksan.errors import HwaksanError
 from hwaksan.registry import resolve
@@ -30,12 +37,18 @@ FORMAT_VERSION = 1
 
 @dataclass
 class Pipeline:
-    """A denoising network, its schedule and how to sample it: `generate(n, ...)` makes images."""
+    """A denoising network, its schedule and how to sample it: `generate(n, ...)` makes images.
+
+    Optional components: an `autoencoder` (latent models: the sampler makes latents of
+    `sample_shape`, decoded as `autoencoder.decode(latents / latent_scale)`), a `text_encoder`
+    (text models: prompts become cross-attention context) and a noise-aware `classifier`
+    (classifier guidance).
+    """
 
     unet: nn.Module
     schedule: NoiseSchedule
     prediction_type: str
-    image_shape: tuple[int, int, int]  # (C, H, W)
+    image_shape: tuple[int, int, int]  # (C, H, W) of the images it outputs
     num_classes: int | None = None
     learn_sigma: bool = False
     sampler: str = "ddim"
@@ -43,6 +56,15 @@ class Pipeline:
     timestep_spacing: str = "trailing"
     class_names: list[str] | None = None
     data: dict = field(default_factory=dict)
+    autoencoder: nn.Module | None = None
+    latent_scale: float = 1.0
+    text_encoder: nn.Module | None = None
+    classifier: nn.Module | None = None
+    sample_shape: tuple[int, int, int] | None = None  # what the sampler makes; None: image_shape
+
+    def __post_init__(self):
+        self.image_shape = tuple(self.image_shape)
+        self.sample_shape = tuple(self.sample_shape or self.image_shape)
 
     @property
     def device(self) -> torch.device:
@@ -56,7 +78,10 @@ class Pipeline:
         steps: int | None = None,
         seed: int = 0,
         class_labels: list[int] | torch.Tensor | None = None,
+        prompt: str | list[str] | None = None,
+        negative_prompt: str | list[str] | None = None,
         guidance_scale: float | None = None,
+        classifier_scale: float | None = None,
         eta: float = 0.0,
         progress: bool = False,
         output_type: str = "pil",
@@ -64,38 +89,48 @@ class Pipeline:
     ) -> list[Image.Image] | torch.Tensor:
         """n images from seed `seed` (same seed, same images whatever `batch_size`).
 
-        `class_labels` (one per image) for class-conditional models; `guidance_scale` > 1 mixes in
-        the unconditional prediction (classifier-free guidance, Ho & Salimans 2022).
-        `output_type` "pil" gives PIL images, "pt" a [n, C, H, W] tensor in [-1, 1].
+        `class_labels` (one per image, or one for all) for class-conditional models; `prompt` and
+        `negative_prompt` for text models. `guidance_scale` != 1 mixes in the unconditional
+        prediction (classifier-free guidance, Ho & Salimans 2022); `classifier_scale` follows the
+        classifier's gradient (Dhariwal & Nichol 2021). `output_type` "pil" gives PIL images,
+        "pt" a [n, C, H, W] tensor in [-1, 1].
         """
         from hwaksan.sampling import sample
 
-        labels = self._labels(n, class_labels)
-        model = self._denoiser(guidance_scale)
-        generator = torch.Generator().manual_seed(seed)
-        x_T = torch.randn((n, *self.image_shape), generator=generator)
-        chunks = []
+        sampler, steps = sampler or self.sampler, steps or self.steps
         try:
-            self._check_sampler_args(sampler or self.sampler, steps or self.steps, eta)
+            self._check_sampler_args(sampler, steps, eta)
         except ValueError as e:  # a bad sampler, step count or eta: the user's input
             raise HwaksanError(str(e)) from e
+        if output_type not in ("pil", "pt"):
+            raise HwaksanError(f"unknown output_type {output_type!r}; use 'pil' or 'pt'")
+        labels = self._labels(n, class_labels, classifier_scale)
+        cond, uncond = self._conditioning(n, labels, prompt, negative_prompt)
+        generator = torch.Generator().manual_seed(seed)
+        x_T = torch.randn((n, *self.sample_shape), generator=generator)
+        chunks = []
         for start in range(0, n, batch_size):
-            x = x_T[start : start + batch_size].to(self.device)
-            cond = None if labels is None else {"class_labels": labels[start : start + batch_size]}
-            chunks.append(
-                sample(
-                    model, tuple(x.shape), schedule=self.schedule, sampler=sampler or self.sampler,
-                    steps=steps or self.steps, eta=eta, prediction_type=self.prediction_type,
-                    timestep_spacing=self.timestep_spacing, generator=generator, x_T=x, cond=cond,
-                    progress=progress,
-                ).clamp(-1, 1).cpu()
+            part = slice(start, start + batch_size)
+            x = x_T[part].to(self.device)
+            model = self._denoiser(
+                guidance_scale, classifier_scale, {k: v[part] for k, v in uncond.items()},
+                None if labels is None else labels[part],
             )  # fmt: skip
+            latents = sample(
+                model, tuple(x.shape), schedule=self.schedule, sampler=sampler, steps=steps,
+                eta=eta, prediction_type=self.prediction_type,
+                timestep_spacing=self.timestep_spacing, generator=generator, x_T=x,
+                cond={k: v[part] for k, v in cond.items()} or None, progress=progress,
+            )  # fmt: skip
+            chunks.append(self.decode(latents).clamp(-1, 1).cpu())
         images = torch.cat(chunks)
-        if output_type == "pt":
-            return images
-        if output_type == "pil":
-            return to_pil(images)
-        raise HwaksanError(f"unknown output_type {output_type!r}; use 'pil' or 'pt'")
+        return images if output_type == "pt" else to_pil(images)
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """Images from what the sampler made: the autoencoder's decoding for latent models."""
+        if self.autoencoder is None:
+            return latents
+        return self.autoencoder.decode(latents / self.latent_scale)
 
     def _check_sampler_args(self, sampler: str, steps: int, eta: float) -> None:
         """The samplers' own argument checks, before any work is done."""
@@ -106,34 +141,71 @@ class Pipeline:
             eta=eta, prediction_type=self.prediction_type,
         )  # fmt: skip
 
-    def _labels(self, n: int, class_labels) -> torch.Tensor | None:
-        """Class labels as a LongTensor on the model's device, checked against num_classes."""
-        if self.num_classes is None:
+    def _labels(self, n: int, class_labels, classifier_scale=None) -> torch.Tensor | None:
+        """Class labels as a LongTensor on the model's device, checked against num_classes.
+
+        An unconditional model takes labels only as a guiding classifier's targets."""
+        if self.num_classes is None and not classifier_scale:
             if class_labels is not None:
                 raise HwaksanError("this model is unconditional; it takes no class labels")
             return None
-        if class_labels is None:  # the null class: unconditional samples
-            return torch.full((n,), self.num_classes, device=self.device)
+        num_classes = self.num_classes if self.num_classes is not None else _classes(self)
+        if class_labels is None:
+            if self.num_classes is None:
+                raise HwaksanError("classifier_scale needs class_labels: the classes to steer to")
+            return torch.full((n,), self.num_classes, device=self.device)  # the null class
         labels = torch.as_tensor(class_labels, dtype=torch.long).reshape(-1)
         if len(labels) == 1:
             labels = labels.expand(n)
-        if len(labels) != n or bool(((labels < 0) | (labels > self.num_classes)).any()):
+        if len(labels) != n or bool(((labels < 0) | (labels > num_classes)).any()):
             raise HwaksanError(
-                f"class_labels must be {n} ids in 0..{self.num_classes - 1} "
-                f"({self.num_classes} = unconditional)"
+                f"class_labels must be {n} ids in 0..{num_classes - 1} "
+                f"({num_classes} = unconditional)"
             )
         return labels.to(self.device)
 
-    def _denoiser(self, guidance_scale: float | None):
+    def _conditioning(self, n: int, labels, prompt, negative_prompt) -> tuple[dict, dict]:
+        """The network's conditioning inputs per image, and their unconditional counterparts
+        (null class; empty or negative prompt) for classifier-free guidance."""
+        if self.text_encoder is None:
+            if prompt is not None or negative_prompt is not None:
+                raise HwaksanError("this model is not a text model; it takes no prompt")
+            if labels is None or self.num_classes is None:
+                return {}, {}
+            return {"class_labels": labels}, {
+                "class_labels": torch.full_like(labels, self.num_classes)
+            }
+        cond = self._encode_prompts(_prompt_list(prompt, n, "prompt"))
+        uncond = self._encode_prompts(_prompt_list(negative_prompt, n, "negative_prompt"))
+        return cond, uncond
+
+    def _encode_prompts(self, prompts: list[str]) -> dict[str, torch.Tensor]:
+        encoding = self.text_encoder(prompts)
+        return {
+            "context": encoding.hidden_states.to(self.device),
+            "context_mask": encoding.attention_mask.to(self.device),
+        }
+
+    def _denoiser(self, guidance_scale, classifier_scale, uncond: dict, labels):
         """The network as the sampler calls it: mean half only, guided if asked."""
         from hwaksan.sampling.denoiser import mean_prediction
+        from hwaksan.sampling.guidance import classifier_free_guidance
 
-        model = mean_prediction(self.unet, self.image_shape[0])
-        if guidance_scale is None or guidance_scale == 1.0:
-            return model
-        if self.num_classes is None:
-            raise HwaksanError("guidance_scale needs a class-conditional model")
-        return _classifier_free_guidance(model, guidance_scale, self.num_classes)
+        model = mean_prediction(self.unet, self.sample_shape[0])
+        if guidance_scale is not None and guidance_scale != 1.0:
+            if not uncond:
+                raise HwaksanError("guidance_scale needs a class-conditional or text model")
+            model = classifier_free_guidance(model, guidance_scale, uncond)
+        if classifier_scale:
+            if self.classifier is None:
+                raise HwaksanError("classifier_scale needs a classifier attached to the pipeline")
+            from hwaksan.sampling.classifier_guidance import classifier_guidance
+
+            model = classifier_guidance(
+                model, self.classifier, classifier_scale, labels,
+                schedule=self.schedule, prediction_type=self.prediction_type,
+            )  # fmt: skip
+        return model
 
     def save(
         self, path: str | Path, unet_ema: nn.Module | None = None, dtype=torch.float32
@@ -142,28 +214,32 @@ class Pipeline:
         return save_pipeline(self, path, unet_ema, dtype)
 
 
-def _classifier_free_guidance(model, guidance_scale: float, null_class: int):
-    """eps_uncond + s (eps_cond - eps_uncond) in one batched call (Ho & Salimans 2022, eq. 6)."""
+def _classes(pipe: Pipeline) -> int:
+    """How many classes the guiding classifier knows."""
+    if pipe.classifier is None:
+        raise HwaksanError("classifier_scale needs a classifier attached to the pipeline")
+    return int(pipe.classifier.config.num_classes)
 
-    def guided(x, t, class_labels):
-        both = model(
-            torch.cat([x, x]),
-            torch.cat([t, t]),
-            class_labels=torch.cat([class_labels, torch.full_like(class_labels, null_class)]),
-        )
-        cond, uncond = both.chunk(2)
-        return uncond + guidance_scale * (cond - uncond)
 
-    return guided
+def _prompt_list(prompt: str | list[str] | None, n: int, what: str) -> list[str]:
+    """One prompt per image: a string (or one-element list) repeats; None is the empty prompt."""
+    prompts = [prompt or ""] if prompt is None or isinstance(prompt, str) else list(prompt)
+    if len(prompts) == 1:
+        prompts = prompts * n
+    if len(prompts) != n or not all(isinstance(p, str) for p in prompts):
+        raise HwaksanError(f"{what} must be one string or {n} strings (one per image)")
+    return prompts
 
 
 # --- the folder format -------------------------------------------------------------------------
+
+OPTIONAL_COMPONENTS = ("autoencoder", "text_encoder", "classifier")
 
 
 def pipeline_config(pipe: Pipeline) -> dict:
     from hwaksan.train.diffusion import model_config
 
-    return {
+    config = {
         "model_kind": MODEL_KIND,
         "format_version": FORMAT_VERSION,
         "unet_class": type(pipe.unet).__name__,
@@ -171,6 +247,8 @@ def pipeline_config(pipe: Pipeline) -> dict:
         "schedule": pipe.schedule.to_config(),
         "prediction_type": pipe.prediction_type,
         "image_shape": list(pipe.image_shape),
+        "sample_shape": list(pipe.sample_shape),
+        "latent_scale": pipe.latent_scale,
         "num_classes": pipe.num_classes,
         "learn_sigma": pipe.learn_sigma,
         "sampler": pipe.sampler,
@@ -179,28 +257,34 @@ def pipeline_config(pipe: Pipeline) -> dict:
         "class_names": pipe.class_names,
         "data": pipe.data,
     }
+    modules = {name: getattr(pipe, name) for name in OPTIONAL_COMPONENTS}
+    config["modules"] = {n: component_spec(m) for n, m in modules.items() if m is not None}
+    return config
 
 
 def save_pipeline(
     pipe: Pipeline, path: str | Path, unet_ema: nn.Module | None = None, dtype=torch.float32
 ) -> Path:
-    """`config.json` + `unet.safetensors` (+ `unet_ema.safetensors`) in `path`, atomically."""
+    """`config.json` + one `<component>.safetensors` per network in `path` (floating weights in
+    `dtype`), written atomically."""
     path = Path(path)
     config = pipeline_config(pipe)
     if config["unet"] is None:
         raise HwaksanError(
             f"{type(pipe.unet).__name__} has no config.to_dict(); it cannot be saved"
         )
-    config["components"] = ["unet"] + (["unet_ema"] if unet_ema is not None else [])
+    weights = {"unet": pipe.unet, "unet_ema": unet_ema}
+    for name in config["modules"]:
+        module = getattr(pipe, name)
+        if has_weights(module):
+            weights[name] = module
+    weights = {name: module for name, module in weights.items() if module is not None}
+    config["components"] = list(weights)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    for name, module in [("unet", pipe.unet), ("unet_ema", unet_ema)]:
-        if module is not None:
-            weights = {
-                k: v.detach().to("cpu", dtype).contiguous() for k, v in module.state_dict().items()
-            }
-            save_file(weights, str(tmp / f"{name}.safetensors"))
+    for name, module in weights.items():
+        save_weights(module, tmp / f"{name}.safetensors", dtype)
     (tmp / "config.json").write_text(json.dumps(config, indent=2))
     for file in tmp.iterdir():  # safetensors writes owner-only files; a model is for everyone
         file.chmod(0o644)
@@ -218,15 +302,27 @@ def load(
     """
     folder = resolve(name_or_path)
     config = read_config(folder)
-    unet = _build_unet(config, folder)
+    if config.get("unet_class", "UNet") != "UNet":
+        raise HwaksanError(f"{folder}: unknown network class {config['unet_class']!r}")
+    unet = build_component({"class": "UNet", "config": config["unet"]}, folder)
     component = "unet_ema" if use_ema and "unet_ema" in config.get("components", []) else "unet"
-    _load_weights(unet, folder / f"{component}.safetensors", folder)
+    load_weights(unet, folder / f"{component}.safetensors", folder)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    modules = {}
+    for name, spec in config.get("modules", {}).items():
+        if name not in OPTIONAL_COMPONENTS:
+            raise HwaksanError(f"{folder}/config.json names an unknown component {name!r}")
+        module = build_component(spec, folder)
+        if has_weights(module):
+            load_weights(module, folder / f"{name}.safetensors", folder)
+        modules[name] = module.to(device).eval().requires_grad_(False)
     return Pipeline(
         unet=unet.to(device).eval().requires_grad_(False),
         schedule=NoiseSchedule.from_config(config["schedule"]),
         prediction_type=config["prediction_type"],
         image_shape=tuple(config["image_shape"]),
+        sample_shape=tuple(config.get("sample_shape") or config["image_shape"]),
+        latent_scale=config.get("latent_scale", 1.0),
         num_classes=config.get("num_classes"),
         learn_sigma=config.get("learn_sigma", False),
         sampler=config.get("sampler", "ddim"),
@@ -234,6 +330,7 @@ def load(
         timestep_spacing=config.get("timestep_spacing", "leading"),
         class_names=config.get("class_names"),
         data=config.get("data", {}),
+        **modules,
     )
 
 
@@ -256,29 +353,3 @@ def read_config(folder: Path) -> dict:
     if missing:
         raise HwaksanError(f"{path} lacks {', '.join(missing)}")
     return config
-
-
-def _build_unet(config: dict, folder: Path) -> nn.Module:
-    from hwaksan.nets import UNet, UNetConfig
-
-    if config.get("unet_class", "UNet") != "UNet":
-        raise HwaksanError(f"{folder}: unknown network class {config['unet_class']!r}")
-    try:
-        return UNet(UNetConfig.from_dict(config["unet"]))
-    except (TypeError, ValueError, KeyError) as e:
-        raise HwaksanError(f"{folder}/config.json has an invalid unet config ({e})") from e
-
-
-def _load_weights(module: nn.Module, path: Path, folder: Path) -> None:
-    if not path.exists():
-        raise HwaksanError(f"{folder} has no {path.name}: the model's weights are missing")
-    try:
-        weights = load_file(str(path))
-    except Exception as e:  # safetensors raises its own error types for corrupt files
-        raise HwaksanError(f"{path} is not a readable safetensors file ({e})") from e
-    try:
-        module.load_state_dict(weights)
-    except RuntimeError as e:
-        first = str(e).strip().splitlines()
-        detail = first[1].strip() if len(first) > 1 else first[0]
-        raise HwaksanError(f"{path.name} does not match config.json in {folder}: {detail}") from e

@@ -116,6 +116,11 @@ def _attention(cfg: UNetConfig, channels: int) -> nn.Module:
 class UNet(nn.Module):
     """model(x_t, t, class_labels=None, context=None, context_mask=None) -> (B, out, H, W)."""
 
+    @classmethod
+    def from_config(cls, config: dict) -> UNet:
+        """The network a saved `config.to_dict()` describes (how model folders rebuild it)."""
+        return cls(UNetConfig.from_dict(config))
+
     def __init__(self, config: UNetConfig):
         super().__init__()
         config.validate()

@@ -1,0 +1,88 @@
+"""The networks a model folder can hold, by class name, and how each is written and rebuilt.
+
+A saveable network has `.config` (with `to_dict()`) and a classmethod `from_config(dict)`; its
+class is listed here by name, so a folder's `config.json` can say what to build without pickles.
+A module with the class attribute `persistent_weights = False` (a frozen encoder that loads its
+own weights, e.g. from an installed package) is rebuilt from its config alone.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from hwaksan.errors import HwaksanError
+
+# class name -> "module:attribute"; add one line per saveable network class
+CLASSES: dict[str, str] = {
+    "UNet": "hwaksan.nets.unet:UNet",
+    "AutoencoderKL": "hwaksan.nets.autoencoder:AutoencoderKL",
+    "VQModel": "hwaksan.nets.autoencoder:VQModel",
+}
+
+
+def component_class(name: str) -> type[nn.Module]:
+    """The network class a config.json names; HwaksanError for a name we do not know."""
+    if name not in CLASSES:
+        raise HwaksanError(f"unknown network class {name!r}; known: {', '.join(sorted(CLASSES))}")
+    module, attribute = CLASSES[name].split(":")
+    return getattr(importlib.import_module(module), attribute)
+
+
+def component_spec(module: nn.Module) -> dict:
+    """{"class": ..., "config": ...}: what `build_component` needs to rebuild `module`."""
+    config = getattr(module, "config", None)
+    name = type(module).__name__
+    if name not in CLASSES or not hasattr(config, "to_dict"):
+        raise HwaksanError(
+            f"{name} cannot be saved: it needs .config.to_dict(), from_config and a line in "
+            "hwaksan.components.CLASSES"
+        )
+    return {"class": name, "config": config.to_dict()}
+
+
+def build_component(spec: dict, folder: Path) -> nn.Module:
+    """The network a spec describes, freshly initialised (weights are loaded separately)."""
+    if not isinstance(spec, dict) or "class" not in spec or "config" not in spec:
+        raise HwaksanError(f"{folder}/config.json has a module entry without class and config")
+    cls = component_class(spec["class"])
+    try:
+        return cls.from_config(spec["config"])
+    except (TypeError, ValueError, KeyError) as e:
+        raise HwaksanError(
+            f"{folder}/config.json has an invalid {spec['class']} config ({e})"
+        ) from e
+
+
+def has_weights(module: nn.Module) -> bool:
+    """Whether a folder stores this module's weights (False for self-loading frozen encoders)."""
+    return getattr(module, "persistent_weights", True)
+
+
+def save_weights(module: nn.Module, path: Path, dtype: torch.dtype = torch.float32) -> None:
+    """The module's state dict as safetensors; floating tensors cast to `dtype`."""
+    weights = {
+        k: (v.to(dtype) if v.is_floating_point() else v).detach().cpu().contiguous()
+        for k, v in module.state_dict().items()
+    }
+    save_file(weights, str(path))
+
+
+def load_weights(module: nn.Module, path: Path, folder: Path) -> None:
+    """Load safetensors into `module`, with one-line errors for missing, corrupt or misfit files."""
+    if not path.exists():
+        raise HwaksanError(f"{folder} has no {path.name}: the model's weights are missing")
+    try:
+        weights = load_file(str(path))
+    except Exception as e:  # safetensors raises its own error types for corrupt files
+        raise HwaksanError(f"{path} is not a readable safetensors file ({e})") from e
+    try:
+        module.load_state_dict(weights)
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()
+        detail = first[1].strip() if len(first) > 1 else first[0]
+        raise HwaksanError(f"{path.name} does not match config.json in {folder}: {detail}") from e
