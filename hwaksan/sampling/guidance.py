@@ -1,4 +1,9 @@
-"""Classifier-free guidance as a wrapper: one model callable in, a guided one out."""
+"""Classifier-free guidance as a wrapper: one model callable in, a guided one out.
+
+One network trained with condition dropout predicts both p(x | y) and p(x) (the null class, an
+empty prompt); sampling mixes the two predictions (Ho & Salimans 2022, eq. 6). The wrapper knows
+nothing of the sampler, the prediction type or where `cond` came from (class labels, text).
+"""
 
 from __future__ import annotations
 
@@ -13,10 +18,18 @@ def classifier_free_guidance(
     """pred_uncond + w * (pred_cond - pred_uncond) (Ho & Salimans 2022, eq. 6), both halves in one
     batched forward. `uncond` holds the unconditional inputs per image (null class, empty or
     negative prompt) under the same keys as the sampler's `cond`; guidance is linear in the
-    prediction, so it is the same for eps, x0 and v targets."""
+    prediction, so it is the same for eps, x0 and v targets.
+
+    w = 0 is the unconditional model and w = 1 the conditional one, each in a single forward of
+    its own half (exactly that model's output, at half the cost).
+    """
 
     def guided(x: torch.Tensor, t: torch.Tensor, **cond: torch.Tensor) -> torch.Tensor:
-        both = {k: torch.cat([cond[k], uncond[k]]) for k in cond}
+        if guidance_scale == 0:
+            return model(x, t, **{**cond, **uncond})
+        if guidance_scale == 1:
+            return model(x, t, **cond)
+        both = {k: torch.cat([cond[k], uncond[k]]) for k in cond}  # (2B, ...) each
         pred_cond, pred_uncond = model(torch.cat([x, x]), torch.cat([t, t]), **both).chunk(2)
         return pred_uncond + guidance_scale * (pred_cond - pred_uncond)
 
