@@ -65,6 +65,10 @@ class Pipeline:
     def __post_init__(self):
         self.image_shape = tuple(self.image_shape)
         self.sample_shape = tuple(self.sample_shape or self.image_shape)
+        if self.autoencoder is not None:
+            from hwaksan.train.latent import check_latent_fit
+
+            check_latent_fit(self.autoencoder, self.sample_shape, self.image_shape, self.unet)
 
     @property
     def device(self) -> torch.device:

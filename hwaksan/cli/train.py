@@ -24,6 +24,8 @@ from hwaksan.train.run import SCHEDULES, DiffusionRun, run_diffusion
 @click.option("--out", "out_dir", default="runs/train", show_default=True, help="output folder")
 @click.option("--resume", is_flag=True, help="continue from the last checkpoint in --out")
 @click.option("--class-conditional", is_flag=True, help="condition on the data's labels")
+@click.option("--autoencoder", default=None, help="train in its latent space: a name or folder")
+@click.option("--minutes", type=float, default=None, help="stop after this much training time")
 @click.option("--prediction-type", default="v_prediction", show_default=True,
               type=click.Choice(["epsilon", "sample", "v_prediction"]))  # fmt: skip
 @click.option("--schedule", type=click.Choice(SCHEDULES), default="cosine", show_default=True)
@@ -46,14 +48,14 @@ def command(**o) -> None:
         lr_schedule=o["lr_schedule"], grad_clip=o["grad_clip"] or None,
         ema_decay=o["ema_decay"] or None, bf16=o["bf16"], channels_last=o["channels_last"],
         seed=o["seed"], checkpoint_every=o["checkpoint_every"], sample_every=o["sample_every"],
-        resume=o["resume"],
+        resume=o["resume"], max_minutes=o["minutes"],
     )  # fmt: skip
     run = DiffusionRun(
         data=o["data"], resolution=o["resolution"], preset=o["preset"],
         class_conditional=o["class_conditional"], prediction_type=o["prediction_type"],
         schedule=o["schedule"], snr_gamma=o["snr_gamma"], learn_sigma=o["learn_sigma"],
         sample_steps=o["sample_steps"], num_samples=o["num_samples"], train=config,
-        unet_overrides=_overrides(o["channels"]),
+        unet_overrides=_overrides(o["channels"]), autoencoder=o["autoencoder"],
     )  # fmt: skip
     _, result = run_diffusion(run)
     click.echo(f"trained {result.step} steps; model saved to {result.out_dir / 'model'}")

@@ -93,11 +93,16 @@ class DiffusionRecipe(Recipe):
         if self.num_classes is not None:
             cond = {"class_labels": torch.arange(n, device=device) % self.num_classes}
         generator = torch.Generator(device).manual_seed(0)
-        return sample(
+        samples = sample(
             self.denoiser(model), (n, *self.image_shape), schedule=self.schedule,
             sampler=self.sampler, steps=self.sample_steps, prediction_type=self.prediction_type,
             timestep_spacing=self.timestep_spacing, generator=generator, cond=cond,
-        ).clamp(-1, 1)  # fmt: skip
+        )  # fmt: skip
+        return self.decode(samples).clamp(-1, 1)
+
+    def decode(self, samples: torch.Tensor) -> torch.Tensor:
+        """Images from what the sampler makes (pixels here; a latent recipe decodes latents)."""
+        return samples
 
     def denoiser(self, model: nn.Module):
         """The model as a sampler sees it: the mean half of a learned-variance output."""

@@ -14,6 +14,7 @@ from hwaksan.errors import HwaksanError
 from hwaksan.pipeline import Pipeline
 from hwaksan.train.data import TrainingData, training_data
 from hwaksan.train.diffusion import DiffusionRecipe
+from hwaksan.train.latent import LatentData, LatentDiffusionRecipe, latent_data
 from hwaksan.train.loop import TrainConfig, TrainResult, train
 
 SCHEDULES = ("linear", "cosine")
@@ -38,6 +39,7 @@ class DiffusionRun:
     num_samples: int = 16  # images in each progress grid (0: none)
     timestep_spacing: str = "trailing"
     unet_overrides: dict = field(default_factory=dict)
+    autoencoder: str | None = None  # a trained autoencoder (name or folder): latent diffusion
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
@@ -59,25 +61,32 @@ def run_diffusion(
     if run.class_conditional and data.num_classes is None:
         raise HwaksanError(f"--class-conditional needs labels, and {run.data} has none")
     num_classes = data.num_classes if run.class_conditional else None
+    latent = _latent_data(run.autoencoder, data)
+    space = latent.data if latent else data  # what the U-Net denoises: images or their latents
     unet = build_unet(
-        run.preset, in_channels=data.channels, resolution=data.resolution,
+        run.preset, in_channels=space.channels, resolution=space.resolution,
         num_classes=num_classes, learn_sigma=run.learn_sigma, **run.unet_overrides,
     )  # fmt: skip
     schedule = build_schedule(run.schedule, run.num_train_timesteps)
-    recipe = DiffusionRecipe(
-        unet, schedule, (data.channels, data.resolution, data.resolution),
+    recipe_class, latent_args = DiffusionRecipe, {}
+    if latent:
+        recipe_class = LatentDiffusionRecipe
+        latent_args = dict(autoencoder=latent.autoencoder, latent_scale=latent.latent_scale)
+    recipe = recipe_class(
+        unet, schedule, (space.channels, space.resolution, space.resolution),
         prediction_type=run.prediction_type, snr_gamma=run.snr_gamma, learn_sigma=run.learn_sigma,
         num_classes=num_classes, cond_drop_prob=run.cond_drop_prob, sampler=run.sampler,
         sample_steps=run.sample_steps, timestep_spacing=run.timestep_spacing,
-        num_samples=run.num_samples,
+        num_samples=run.num_samples, **latent_args,
     )  # fmt: skip
-    result = train(recipe, data.dataset, run.train)
+    result = train(recipe, space.dataset, run.train)
+    shapes = latent.pipeline_fields() if latent else dict(image_shape=recipe.image_shape)
     pipe = Pipeline(
         unet=result.model, schedule=schedule, prediction_type=run.prediction_type,
-        image_shape=recipe.image_shape, num_classes=num_classes, learn_sigma=run.learn_sigma,
+        num_classes=num_classes, learn_sigma=run.learn_sigma,
         sampler=run.sampler, steps=run.sample_steps, timestep_spacing=run.timestep_spacing,
         class_names=data.class_names if num_classes else None,
-        data={**data.info, "steps": result.step, "preset": run.preset},
+        data={**space.info, "steps": result.step, "preset": run.preset}, **shapes,
     )  # fmt: skip
     if result.is_main:
         pipe.save(Path(run.train.out_dir) / "model", unet_ema=result.ema_model)
@@ -85,3 +94,10 @@ def run_diffusion(
         pipe.unet = result.ema_model
     pipe.unet.eval()
     return pipe, result
+
+
+def _latent_data(autoencoder: str | None, data: TrainingData) -> LatentData | None:
+    """The data's cached, scaled latents when training in an autoencoder's latent space."""
+    if autoencoder is None:
+        return None
+    return latent_data(autoencoder, data)

@@ -1,0 +1,170 @@
+"""Latent diffusion (Rombach et al. 2022): the diffusion recipe run on an autoencoder's latents.
+
+Training images are encoded once (`autoencoder.encode_latents`: the posterior's mode for a KL
+autoencoder, the pre-quantization latent for a VQ one) and cached, then multiplied by
+`latent_scale` = 1 / std of the latents, measured from the data (LDM sec. 4.3.2; the role of
+Stable Diffusion's 0.18215), so the diffusion sees data of unit variance as its schedule assumes.
+Samples are decoded as `autoencoder.decode(z / latent_scale)`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+from tqdm.auto import tqdm
+
+from hwaksan.errors import HwaksanError
+from hwaksan.train.data import TensorItems, TrainingData
+from hwaksan.train.diffusion import DiffusionRecipe
+
+
+def load_frozen_autoencoder(name_or_path: str | Path | nn.Module) -> nn.Module:
+    """A trained autoencoder (shipped name or folder, via `load_autoencoder`), frozen, in eval."""
+    if isinstance(name_or_path, nn.Module):
+        autoencoder = name_or_path
+    else:
+        from hwaksan.nets.autoencoder import load_autoencoder
+
+        autoencoder = load_autoencoder(name_or_path)
+    return autoencoder.eval().requires_grad_(False)
+
+
+def latent_shape(autoencoder: nn.Module, image_shape: tuple[int, int, int]) -> tuple[int, int, int]:
+    """(C, H / f, W / f): the latents `autoencoder` makes of images of `image_shape`."""
+    f = autoencoder.downsample_factor
+    _, height, width = image_shape
+    if height % f or width % f:
+        raise HwaksanError(
+            f"images of {height}x{width} px do not fit an autoencoder with downsampling factor "
+            f"{f}: height and width must be multiples of {f}"
+        )
+    return (autoencoder.latent_channels, height // f, width // f)
+
+
+def check_latent_fit(
+    autoencoder: nn.Module,
+    sample_shape: tuple[int, int, int],
+    image_shape: tuple[int, int, int],
+    unet: nn.Module | None = None,
+) -> None:
+    """HwaksanError unless latents of `sample_shape` are what `autoencoder` makes of images of
+    `image_shape` (and what `unet`, if it has a config, denoises). A decoder that does not state
+    its `downsample_factor` and `latent_channels` (a stand-in) is trusted."""
+    if not all(hasattr(autoencoder, a) for a in ("downsample_factor", "latent_channels")):
+        return
+    expected = latent_shape(autoencoder, image_shape)
+    if tuple(sample_shape) != expected:
+        f = autoencoder.downsample_factor
+        raise HwaksanError(
+            f"latent shape {tuple(sample_shape)} does not fit the autoencoder: its latents of "
+            f"{image_shape[1]}x{image_shape[2]} px images are {expected} "
+            f"({autoencoder.latent_channels} channels, downsampling factor {f})"
+        )
+    config = getattr(unet, "config", None)
+    got = (getattr(config, "in_channels", None), getattr(config, "resolution", None))
+    if config is not None and got != (expected[0], expected[1]):
+        raise HwaksanError(
+            f"the U-Net takes {got[0]} channels at {got[1]} px, but the latents are {expected}"
+        )
+
+
+@torch.no_grad()
+def encode_images(
+    autoencoder: nn.Module, images: torch.Tensor, batch_size: int = 64, progress: bool = True
+) -> torch.Tensor:
+    """Latents [N, c, h, w] (unscaled) of images [N, C, H, W] in [-1, 1], in batches."""
+    chunks = [
+        autoencoder.encode_latents(batch)
+        for batch in tqdm(images.split(batch_size), desc="encode", disable=not progress)
+    ]
+    return torch.cat(chunks)
+
+
+def measure_latent_scale(latents: torch.Tensor) -> float:
+    """1 / std of every latent element: the factor that gives the diffusion unit-variance data
+    (Rombach et al. 2022, sec. 4.3.2; LDM's `scale_by_std`)."""
+    return float(1.0 / latents.double().std())
+
+
+@dataclass
+class LatentData:
+    """A training set of scaled latents, and what a latent pipeline must know to decode them."""
+
+    data: TrainingData  # items dict(image=latent * latent_scale, class_id=...)
+    autoencoder: nn.Module
+    latent_scale: float
+    image_shape: tuple[int, int, int]  # the images the latents decode to
+    encode_seconds: float
+
+    def pipeline_fields(self) -> dict:
+        """The `Pipeline` fields of a latent model (its images are the decoded latents)."""
+        return dict(
+            autoencoder=self.autoencoder, latent_scale=self.latent_scale,
+            image_shape=self.image_shape, sample_shape=self.sample_shape,
+        )  # fmt: skip
+
+    @property
+    def sample_shape(self) -> tuple[int, int, int]:
+        return (self.data.channels, self.data.resolution, self.data.resolution)
+
+
+def latent_data(
+    autoencoder: str | Path | nn.Module,
+    data: TrainingData,
+    batch_size: int = 64,
+    latent_scale: float | None = None,
+    progress: bool = True,
+) -> LatentData:
+    """Encode every image of `data` once and scale the latents (1 / std unless `latent_scale`)."""
+    source = None if isinstance(autoencoder, nn.Module) else str(autoencoder)
+    autoencoder = load_frozen_autoencoder(autoencoder)
+    image_shape = (data.channels, data.resolution, data.resolution)
+    shape = latent_shape(autoencoder, image_shape)
+    images, class_ids = _stack(data.dataset)
+    start = time.perf_counter()
+    try:
+        latents = encode_images(autoencoder, images, batch_size, progress)
+    except RuntimeError as e:  # e.g. 1-channel digits into a 3-channel encoder
+        raise HwaksanError(
+            f"the autoencoder cannot encode {data.info.get('name', 'these')} images of shape "
+            f"{image_shape}: {str(e).splitlines()[0]}"
+        ) from e
+    seconds = time.perf_counter() - start
+    if tuple(latents.shape[1:]) != shape:
+        raise HwaksanError(f"the autoencoder made latents {tuple(latents.shape[1:])}, not {shape}")
+    scale = latent_scale or measure_latent_scale(latents)
+    info = {**data.info, "autoencoder": source, "encode_seconds": round(seconds, 1)}
+    dataset = TensorItems(latents * scale, class_ids)
+    space = TrainingData(dataset, shape[0], shape[1], data.num_classes, data.class_names, info)
+    return LatentData(space, autoencoder, scale, image_shape, seconds)
+
+
+def _stack(dataset: Dataset) -> tuple[torch.Tensor, torch.Tensor]:
+    """All images [N, C, H, W] of a dataset of dict items, and their class ids (0 without)."""
+    if isinstance(dataset, TensorItems):
+        return dataset.images, dataset.class_ids
+    items = [dataset[i] for i in range(len(dataset))]
+    images = torch.stack([item["image"] for item in items])
+    return images, torch.tensor([int(item.get("class_id", 0)) for item in items])
+
+
+class LatentDiffusionRecipe(DiffusionRecipe):
+    """The diffusion recipe on (cached, scaled) latents: batches' "image" are latents of
+    `image_shape` (here the latent shape); progress grids are decoded to pixels."""
+
+    def __init__(self, *args, autoencoder: nn.Module, latent_scale: float, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.autoencoder, self.latent_scale = autoencoder, latent_scale
+
+    def decode(self, samples: torch.Tensor) -> torch.Tensor:
+        """x = D(z / latent_scale) (Rombach et al. 2022)."""
+        self.autoencoder.to(samples.device)
+        return self.autoencoder.decode(samples / self.latent_scale)
+
+    def describe(self) -> dict:
+        return {**super().describe(), "kind": "latent_diffusion", "latent_scale": self.latent_scale}
