@@ -1,0 +1,205 @@
+"""Text-to-image training: captions -> cached prompt embeddings -> the diffusion recipe.
+
+The U-Net reads a caption through cross-attention (Rombach et al. 2022, sec. 3.3). The frozen
+text encoder runs once per distinct caption (`PromptCache`); each training caption is dropped to
+the empty prompt with probability `prompt_drop_prob`, so the same network is also unconditional
+and classifier-free guidance works (Ho & Salimans 2022).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable, Sequence
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+from tqdm.auto import tqdm
+
+from hwaksan.diffusion.schedule import NoiseSchedule
+from hwaksan.train.data import TrainingData
+from hwaksan.train.diffusion import DiffusionRecipe, model_config
+
+# Prompts of the progress grids: one per row of 4 samples (shapes-world words).
+SAMPLE_PROMPTS = (
+    "a red circle in the top left",
+    "a blue square at the bottom",
+    "a green triangle on the right",
+    "a yellow circle to the left of a magenta square",
+)
+
+
+class PromptCache:
+    """Each distinct caption encoded once by a frozen text encoder, kept trimmed to its real
+    tokens (fp16); a lookup pads a batch to its longest caption. Padding is masked out of
+    cross-attention, so trimmed and full-length contexts give the same prediction."""
+
+    def __init__(self, text_encoder: nn.Module, batch_size: int = 256, dtype=torch.float16):
+        self.text_encoder, self.batch_size, self.dtype = text_encoder, batch_size, dtype
+        self.hidden: dict[str, torch.Tensor] = {}  # caption -> [n_tokens, D]
+        self.keep: dict[str, torch.Tensor] = {}  # caption -> [n_tokens] bool (True = real token)
+
+    def __len__(self) -> int:
+        return len(self.hidden)
+
+    @torch.no_grad()
+    def add(self, captions: Iterable[str], progress: bool = False) -> None:
+        """Encode the captions not seen yet, `batch_size` at a time."""
+        new = sorted(set(captions) - self.hidden.keys(), key=len)  # similar lengths batch well
+        bar = tqdm(total=len(new), desc="encode prompts", unit="prompt", disable=not progress)
+        for start in range(0, len(new), self.batch_size):
+            chunk = new[start : start + self.batch_size]
+            out = self._encode(chunk)
+            for caption, h, m in zip(chunk, out.hidden_states, out.attention_mask):
+                n = int(m.nonzero().max()) + 1 if m.any() else 1  # up to the last real token
+                self.hidden[caption] = h[:n].to("cpu", self.dtype).clone()
+                self.keep[caption] = m[:n].to("cpu", torch.bool).clone()
+            bar.update(len(chunk))
+        bar.close()
+
+    def _encode(self, captions: list[str]):
+        """The encoder's output; through tokenize/encode when it has them, with the padding
+        past the batch's longest caption cut first (fewer tokens to run, same real states)."""
+        if not hasattr(self.text_encoder, "tokenize"):
+            return self.text_encoder(captions)
+        ids, mask = self.text_encoder.tokenize(captions)
+        n = int(mask.sum(1).max())
+        device = next(self.text_encoder.parameters()).device
+        return self.text_encoder.encode(ids[:, :n].to(device), mask[:, :n].to(device))
+
+    def __call__(
+        self, captions: Sequence[str], device=None, length: int = 0
+    ) -> dict[str, torch.Tensor]:
+        """{"context": [B, L, D] float32, "context_mask": [B, L] bool} for a batch of captions;
+        L is the longest caption's token count (or `length`, if longer)."""
+        self.add(captions)
+        length = max(length, *(len(self.keep[c]) for c in captions))
+        hidden = self.hidden[captions[0]]
+        context = torch.zeros(len(captions), length, hidden.shape[-1])  # (B, L, D)
+        mask = torch.zeros(len(captions), length, dtype=torch.bool)  # (B, L)
+        for i, c in enumerate(captions):
+            n = len(self.keep[c])
+            context[i, :n], mask[i, :n] = self.hidden[c], self.keep[c]
+        return {"context": context.to(device), "context_mask": mask.to(device)}
+
+    def pair(self, prompts: Sequence[str], negative_prompts: Sequence[str], device=None):
+        """(cond, uncond) padded to one length, so classifier-free guidance can batch them."""
+        self.add([*prompts, *negative_prompts])
+        length = max(len(self.keep[c]) for c in [*prompts, *negative_prompts])
+        return self(prompts, device, length), self(negative_prompts, device, length)
+
+
+class Prompted(nn.Module):
+    """A network with fixed prompts bound (and guided against `uncond`): forward(x, t)."""
+
+    def __init__(self, model: nn.Module, cond: dict, uncond: dict, guidance_scale: float = 1.0):
+        super().__init__()
+        self.model, self.cond, self.uncond, self.guidance_scale = (
+            model,
+            cond,
+            uncond,
+            guidance_scale,
+        )
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        from hwaksan.sampling.guidance import classifier_free_guidance
+
+        model = self.model
+        if self.guidance_scale != 1.0:
+            model = classifier_free_guidance(model, self.guidance_scale, self.uncond)
+        return model(x, t, **self.cond)
+
+
+class TextDiffusionRecipe(DiffusionRecipe):
+    """The diffusion recipe conditioned on batch["caption"] through a frozen text encoder.
+
+    Captions are dropped to "" with probability `prompt_drop_prob` (for classifier-free
+    guidance); progress grids show `sample_prompts` at `sample_guidance_scale`.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        schedule: NoiseSchedule,
+        image_shape: tuple[int, int, int],
+        text_encoder: nn.Module,
+        *,
+        prompt_drop_prob: float = 0.1,
+        sample_prompts: Sequence[str] = SAMPLE_PROMPTS,
+        sample_guidance_scale: float = 4.0,
+        **kwargs,
+    ) -> None:
+        kwargs.pop("num_classes", None)
+        kwargs.pop("cond_drop_prob", None)
+        super().__init__(model, schedule, image_shape, cond_drop_prob=prompt_drop_prob, **kwargs)
+        self.text_encoder = text_encoder.eval().requires_grad_(False)
+        self.prompts = PromptCache(self.text_encoder)
+        self.sample_prompts, self.sample_guidance_scale = (
+            list(sample_prompts),
+            sample_guidance_scale,
+        )
+
+    def drop_prompts(self, captions: Sequence[str]) -> list[str]:
+        """Each caption replaced by the empty prompt with probability `cond_drop_prob`."""
+        drop = torch.rand(len(captions)) < self.cond_drop_prob
+        return ["" if d else c for c, d in zip(captions, drop.tolist())]
+
+    def loss(self, model: nn.Module, batch: dict, step: int) -> tuple[torch.Tensor, dict]:
+        cond = self.prompts(self.drop_prompts(batch["caption"]), batch["image"].device)
+        return super().loss(functools.partial(model, **cond), batch, step)
+
+    def sample_images(self, model: nn.Module, step: int) -> torch.Tensor | None:
+        """The sample prompts in turn (one prompt per `n / len(prompts)` images), guided."""
+        n = self.num_samples
+        if n == 0:
+            return None
+        device = next(model.parameters()).device
+        per_prompt = max(1, n // len(self.sample_prompts))
+        prompts = [
+            self.sample_prompts[(i // per_prompt) % len(self.sample_prompts)] for i in range(n)
+        ]
+        cond, uncond = self.prompts.pair(prompts, [""] * n, device)
+        prompted = Prompted(model, cond, uncond, self.sample_guidance_scale)
+        return super().sample_images(prompted, step)
+
+    def describe(self) -> dict:
+        return {
+            **super().describe(),
+            "kind": "text_diffusion",
+            "text_encoder": {
+                "class": type(self.text_encoder).__name__,
+                "config": model_config(self.text_encoder),
+            },
+        }
+
+
+class CaptionedImages(Dataset):
+    """Images [N, C, H, W] in memory and (image index, caption) pairs: dict(image=, caption=)."""
+
+    def __init__(self, images: torch.Tensor, pairs: Sequence[tuple[int, str]]) -> None:
+        self.images, self.pairs = images, list(pairs)
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, i: int) -> dict:
+        index, caption = self.pairs[i]
+        return {"image": self.images[index], "caption": caption}
+
+    @property
+    def captions(self) -> list[str]:
+        return [c for _, c in self.pairs]
+
+
+def shapes_text_data(
+    resolution: int = 32, length: int = 8000, seed: int = 0, max_objects: int = 2
+) -> TrainingData:
+    """`length` shapes-world scenes of 1..max_objects objects, each paired with every phrasing
+    of its caption (templates and synonyms: several prompts for one picture)."""
+    from hwaksan.data import shapes
+
+    config = shapes.ShapesConfig(resolution=resolution, min_objects=1, max_objects=max_objects)
+    images, scenes = shapes.render_batch(length, seed=seed, config=config)
+    pairs = [(i, caption) for i, scene in enumerate(scenes) for caption in scene.captions]
+    info = {"name": "shapes", "shapes_config": config.to_dict(), "length": length, "seed": seed}
+    return TrainingData(CaptionedImages(images, pairs), 3, resolution, info=info)
