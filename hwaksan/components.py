@@ -22,6 +22,7 @@ CLASSES: dict[str, str] = {
     "UNet": "hwaksan.nets.unet:UNet",
     "AutoencoderKL": "hwaksan.nets.autoencoder:AutoencoderKL",
     "VQModel": "hwaksan.nets.autoencoder:VQModel",
+    "NoisyClassifier": "hwaksan.nets.classifier:NoisyClassifier",
 }
 
 

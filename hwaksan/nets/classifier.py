@@ -1,0 +1,155 @@
+"""A noise-aware classifier p(y | x_t, t): the U-Net's encoder half with a pooled head.
+
+Guided Diffusion's classifier (Dhariwal & Nichol 2021, sec. 4 and appendix: "the downsampling
+trunk of the UNet model with an attention pool at the 8x8 layer"), built from the U-Net's own
+parts: time embedding, ResBlocks that hear t, self-attention, strided-conv downsampling. Here the
+head is GroupNorm-SiLU-global-average-pool-linear. Its gradient steers sampling
+(`hwaksan.sampling.classifier_guidance`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from hwaksan.errors import HwaksanError
+from hwaksan.nets.attention import AttentionBlock
+from hwaksan.nets.embeddings import TimestepEmbedding
+from hwaksan.nets.norm import GroupNorm
+from hwaksan.nets.resnet import Downsample, ResBlock
+
+
+@dataclass
+class NoisyClassifierConfig:
+    """The classifier's shape, and the noise schedule its inputs x_t were drawn from."""
+
+    in_channels: int = 3
+    resolution: int = 32  # H == W of the inputs
+    num_classes: int = 10
+    channels: tuple[int, ...] = (32, 64, 128)  # one level per width; each next level halves H, W
+    layers_per_block: int = 1
+    attention_resolutions: tuple[int, ...] = ()  # feature-map sizes that get self-attention
+    num_heads: int = 4
+    norm_groups: int = 8
+    dropout: float = 0.0
+    schedule: dict | None = None  # ScheduleConfig as a dict: what "t" means to this classifier
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> NoisyClassifierConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise HwaksanError(f"unknown classifier config keys {unknown}; known: {sorted(known)}")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+    def validate(self) -> None:
+        """Raise HwaksanError, saying why, when this shape cannot be built."""
+        levels = len(self.channels)
+        if self.resolution % 2 ** (levels - 1):
+            raise HwaksanError(
+                f"classifier resolution {self.resolution} is not divisible by 2**{levels - 1}"
+            )
+        for c in self.channels:
+            if c % self.norm_groups or c % self.num_heads:
+                raise HwaksanError(
+                    f"classifier width {c} is not divisible by norm_groups={self.norm_groups} "
+                    f"and num_heads={self.num_heads}"
+                )
+
+
+class NoisyClassifier(nn.Module):
+    """classifier(x_t, t) -> logits (B, num_classes) of p(y | x_t, t)."""
+
+    @classmethod
+    def from_config(cls, config: dict) -> NoisyClassifier:
+        """The network a saved `config.to_dict()` describes (how model folders rebuild it)."""
+        return cls(NoisyClassifierConfig.from_dict(config))
+
+    def __init__(self, config: NoisyClassifierConfig):
+        super().__init__()
+        config.validate()
+        self.config = cfg = config
+        c0, embed_dim = cfg.channels[0], 4 * cfg.channels[0]
+        self.time_embedding = TimestepEmbedding(c0, embed_dim)
+        self.conv_in = nn.Conv2d(cfg.in_channels, c0, 3, padding=1)
+        self.blocks = nn.ModuleList()  # ResBlocks that hear t, attention, downsampling
+        c, res = c0, cfg.resolution
+        for level, width in enumerate(cfg.channels):
+            for _ in range(cfg.layers_per_block):
+                self.blocks.append(
+                    ResBlock(c, width, embed_dim, cfg.dropout, cfg.norm_groups)
+                )  # fmt: skip
+                c = width
+                if res in cfg.attention_resolutions:
+                    self.blocks.append(AttentionBlock(c, cfg.num_heads, cfg.norm_groups))
+            if level < len(cfg.channels) - 1:
+                self.blocks.append(Downsample(c))
+                res //= 2
+        self.norm_out = GroupNorm(cfg.norm_groups, c)
+        self.head = nn.Linear(c, cfg.num_classes)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """x (B, C, H, W), t (B,) long or float -> logits (B, num_classes)."""
+        t = t.reshape(-1).expand(x.shape[0])  # (B,)
+        emb = F.silu(self.time_embedding(t))  # (B, E)
+        h = self.conv_in(x)  # (B, C0, H, W)
+        for block in self.blocks:
+            h = block(h, emb) if isinstance(block, ResBlock) else block(h)  # (B, C, h, w)
+        h = F.silu(self.norm_out(h)).mean(dim=(2, 3))  # (B, C_last): global average pool
+        return self.head(h)  # (B, num_classes)
+
+
+# --- the folder format: config.json + classifier.safetensors ------------------------------------
+
+MODEL_KIND = "hwaksan.classifier"
+
+
+def save_classifier(
+    classifier: NoisyClassifier, path: str | Path, dtype: torch.dtype = torch.float32, **info
+) -> Path:
+    """Write `config.json` (the network config, plus JSON `info`) and `classifier.safetensors`."""
+    from hwaksan.components import save_weights
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    config = {"model_kind": MODEL_KIND, "config": classifier.config.to_dict(), **info}
+    save_weights(classifier, path / "classifier.safetensors", dtype)
+    (path / "config.json").write_text(json.dumps(config, indent=2))
+    for file in path.iterdir():  # safetensors writes owner-only files; a model is for everyone
+        file.chmod(0o644)
+    return path
+
+
+def load_classifier(
+    name_or_path: str | Path, device: str | torch.device | None = None
+) -> NoisyClassifier:
+    """A noise-aware classifier from a shipped name ("digits_classifier_noisy") or a folder, in
+    eval mode and frozen (guidance differentiates it with respect to x_t only)."""
+    from hwaksan.components import load_weights
+    from hwaksan.registry import resolve
+
+    folder = resolve(name_or_path)
+    path = folder / "config.json"
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, ValueError, UnicodeDecodeError) as e:
+        raise HwaksanError(f"{folder} is not a classifier folder: cannot read {path} ({e})") from e
+    if not isinstance(saved, dict) or saved.get("model_kind") != MODEL_KIND:
+        raise HwaksanError(f"{path} is not a noise-aware classifier (model_kind {MODEL_KIND!r})")
+    try:
+        classifier = NoisyClassifier(NoisyClassifierConfig.from_dict(saved["config"]))
+    except (TypeError, ValueError, KeyError) as e:
+        raise HwaksanError(f"{path} has an invalid classifier config ({e})") from e
+    load_weights(classifier, folder / "classifier.safetensors", folder)
+    device = torch.device(device or "cpu")
+    return classifier.to(device).eval().requires_grad_(False)
