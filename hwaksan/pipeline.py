@@ -184,10 +184,13 @@ class Pipeline:
         return cond, uncond
 
     def _encode_prompts(self, prompts: list[str]) -> dict[str, torch.Tensor]:
-        encoding = self.text_encoder(prompts)
+        """Cross-attention inputs per image; each distinct prompt runs through the encoder once."""
+        distinct = {p: i for i, p in enumerate(dict.fromkeys(prompts))}
+        encoding = self.text_encoder(list(distinct))
+        rows = torch.tensor([distinct[p] for p in prompts])
         return {
-            "context": encoding.hidden_states.to(self.device),
-            "context_mask": encoding.attention_mask.to(self.device),
+            "context": encoding.hidden_states[rows].to(self.device),  # (n, L, D)
+            "context_mask": encoding.attention_mask[rows].to(self.device),  # (n, L)
         }
 
     def _denoiser(self, guidance_scale, classifier_scale, uncond: dict, labels):

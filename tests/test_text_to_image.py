@@ -62,7 +62,7 @@ class _Recorder(nn.Module):
 def test_prompt_dropout_replaces_captions_with_the_empty_prompt():
     model, encoder = _Recorder(), WordEncoder()
     recipe = TextDiffusionRecipe(model, NoiseSchedule.cosine(100), (1, 2, 2), encoder,
-                                 prompt_drop_prob=0.25)  # fmt: skip
+                                 cond_drop_prob=0.25)  # fmt: skip
     n = 20_000
     captions = ["a red circle", "a blue square"] * (n // 2)
     torch.manual_seed(0)

@@ -33,8 +33,9 @@ class WordEncoder(nn.Module):
         super().__init__()
         self.config = config or WordEncoderConfig()
         self.max_length, self.hidden_size = self.config.max_length, self.config.hidden_size
-        self.position = nn.Parameter(0.1 * torch.randn(self.max_length, self.hidden_size))
-        self.requires_grad_(False)
+        g = torch.Generator().manual_seed(0)  # fixed: a folder stores only the config
+        position = 0.1 * torch.randn(self.max_length, self.hidden_size, generator=g)
+        self.position = nn.Parameter(position, requires_grad=False)
 
     @classmethod
     def from_config(cls, config: dict) -> WordEncoder:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -17,6 +18,7 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from hwaksan.diffusion.schedule import NoiseSchedule
+from hwaksan.errors import HwaksanError
 from hwaksan.train.data import TrainingData
 from hwaksan.train.diffusion import DiffusionRecipe, model_config
 
@@ -113,8 +115,9 @@ class Prompted(nn.Module):
 class TextDiffusionRecipe(DiffusionRecipe):
     """The diffusion recipe conditioned on batch["caption"] through a frozen text encoder.
 
-    Captions are dropped to "" with probability `prompt_drop_prob` (for classifier-free
-    guidance); progress grids show `sample_prompts` at `sample_guidance_scale`.
+    Captions are dropped to "" with probability `cond_drop_prob` (for classifier-free guidance);
+    `captions` (the data set's) are encoded before training starts; progress grids show
+    `sample_prompts` at `sample_guidance_scale`.
     """
 
     def __init__(
@@ -124,20 +127,21 @@ class TextDiffusionRecipe(DiffusionRecipe):
         image_shape: tuple[int, int, int],
         text_encoder: nn.Module,
         *,
-        prompt_drop_prob: float = 0.1,
+        cond_drop_prob: float = 0.1,
+        captions: Sequence[str] | None = None,
         sample_prompts: Sequence[str] = SAMPLE_PROMPTS,
         sample_guidance_scale: float = 4.0,
         **kwargs,
     ) -> None:
-        kwargs.pop("num_classes", None)
-        kwargs.pop("cond_drop_prob", None)
-        super().__init__(model, schedule, image_shape, cond_drop_prob=prompt_drop_prob, **kwargs)
+        if kwargs.pop("num_classes", None) is not None:
+            raise HwaksanError("a text-to-image model takes prompts, not class labels")
+        super().__init__(model, schedule, image_shape, cond_drop_prob=cond_drop_prob, **kwargs)
         self.text_encoder = text_encoder.eval().requires_grad_(False)
         self.prompts = PromptCache(self.text_encoder)
-        self.sample_prompts, self.sample_guidance_scale = (
-            list(sample_prompts),
-            sample_guidance_scale,
-        )
+        self.sample_prompts = list(sample_prompts)
+        self.sample_guidance_scale = sample_guidance_scale
+        if captions is not None:  # encode the whole data set's captions up front
+            self.prompts.add([*captions, "", *self.sample_prompts], progress=True)
 
     def drop_prompts(self, captions: Sequence[str]) -> list[str]:
         """Each caption replaced by the empty prompt with probability `cond_drop_prob`."""
@@ -203,3 +207,24 @@ def shapes_text_data(
     pairs = [(i, caption) for i, scene in enumerate(scenes) for caption in scene.captions]
     info = {"name": "shapes", "shapes_config": config.to_dict(), "length": length, "seed": seed}
     return TrainingData(CaptionedImages(images, pairs), 3, resolution, info=info)
+
+
+def text_training_data(data: str, resolution: int | None = None) -> TrainingData:
+    """Captioned training data: the shapes world (1-2 objects, 32 px default) or an image folder
+    with captions in metadata.jsonl (every image needs one)."""
+    if data == "shapes":
+        return shapes_text_data(resolution or 32)
+    if not Path(data).is_dir():
+        raise HwaksanError(
+            f"a text-to-image model needs captioned data: shapes or a folder with "
+            f"metadata.jsonl, not {data!r}"
+        )
+    from hwaksan.data.folder import ImageFolder
+
+    resolution = resolution or 32
+    dataset = ImageFolder(data, resolution)
+    missing = sum(not c for c in dataset.captions)
+    if missing:
+        raise HwaksanError(f"{missing} image(s) in {data} have no caption in metadata.jsonl")
+    info = {"name": "folder", "path": str(Path(data).resolve()), "resolution": resolution}
+    return TrainingData(dataset, 3, resolution, info=info)
