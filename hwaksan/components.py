@@ -22,6 +22,10 @@ CLASSES: dict[str, str] = {
     "UNet": "hwaksan.nets.unet:UNet",
     "AutoencoderKL": "hwaksan.nets.autoencoder:AutoencoderKL",
     "VQModel": "hwaksan.nets.autoencoder:VQModel",
+    "MiniCLIP": "hwaksan.nets.text.mini_clip:MiniCLIP",
+    "MiniCLIPTextModel": "hwaksan.nets.text.mini_clip:MiniCLIPTextModel",
+    "MiniLMTextEncoder": "hwaksan.nets.text.minilm:MiniLMTextEncoder",
+    "HFCLIPTextEncoder": "hwaksan.nets.text.hf_clip:HFCLIPTextEncoder",
     "NoisyClassifier": "hwaksan.nets.classifier:NoisyClassifier",
 }
 

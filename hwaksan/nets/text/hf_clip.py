@@ -1,0 +1,84 @@
+"""A Hugging Face `CLIPTextModel` + `CLIPTokenizer` from a local folder (for users with real CLIP
+weights, e.g. the `text_encoder/` and `tokenizer/` of a Stable Diffusion download, Radford et al.
+2021). Nothing is downloaded; the folder is read where it is (`persistent_weights = False`).
+
+The folder holds the model's `config.json` + weights and the tokenizer files, or has them in
+`text_encoder/` and `tokenizer/` subfolders (the diffusers layout).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from hwaksan.errors import HwaksanError
+from hwaksan.nets.text.base import TextEncoder, TextEncoding
+from hwaksan.nets.text.tokenizer import warn_truncated
+
+
+@dataclass
+class HFCLIPConfig:
+    path: str  # the local folder
+    max_length: int | None = None  # None: the model's max_position_embeddings (77 for CLIP)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class HFCLIPTextEncoder(TextEncoder):
+    """`hidden_states` is the last layer after the final LayerNorm (what Stable Diffusion's U-Net
+    reads); `pooled` is the <|endoftext|> token's state (CLIP's `pooler_output`)."""
+
+    persistent_weights = False
+
+    def __init__(self, config: HFCLIPConfig) -> None:
+        super().__init__()
+        try:
+            from transformers import CLIPTextModel, CLIPTokenizer
+        except ImportError as e:
+            raise HwaksanError(
+                "a CLIP text encoder needs transformers: pip install 'hwaksan[text]'"
+            ) from e
+        self.config = config
+        root = Path(config.path)
+        model_dir = root / "text_encoder" if (root / "text_encoder").is_dir() else root
+        tokenizer_dir = root / "tokenizer" if (root / "tokenizer").is_dir() else root
+        try:
+            self.tokenizer = CLIPTokenizer.from_pretrained(str(tokenizer_dir))
+            self.model = CLIPTextModel.from_pretrained(str(model_dir))
+        except (OSError, ValueError) as e:
+            raise HwaksanError(
+                f"{root} does not hold a loadable CLIP text model and tokenizer ({e})"
+            ) from e
+        self.model.eval().requires_grad_(False)
+        self.max_length = config.max_length or self.model.config.max_position_embeddings
+        self.hidden_size = self.model.config.hidden_size
+
+    @classmethod
+    def from_config(cls, config: dict) -> HFCLIPTextEncoder:
+        return cls(HFCLIPConfig(**config))
+
+    def tokenize(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        ids = self.tokenizer(prompts, add_special_tokens=False)["input_ids"]
+        keep = self.max_length - 2  # room for <|startoftext|> and <|endoftext|>
+        for prompt, row in zip(prompts, ids):
+            if len(row) > keep:
+                warn_truncated(prompt, self.tokenizer.decode(row[keep:]), self.max_length)
+        batch = self.tokenizer(
+            prompts, padding="max_length", truncation=True, max_length=self.max_length,
+            return_tensors="pt",
+        )  # fmt: skip
+        return batch["input_ids"], batch["attention_mask"].bool()
+
+    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> TextEncoding:
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask.long())
+        return TextEncoding(out.last_hidden_state, attention_mask, out.pooler_output)
+
+    def add_tokens(self, tokens: list[str]) -> list[int]:
+        """New tokens with grown embeddings (in memory only: the folder's weights are reloaded)."""
+        if self.tokenizer.add_tokens(tokens) != len(tokens):
+            raise HwaksanError(f"cannot add tokens {tokens}: some are already known")
+        self.model.resize_token_embeddings(len(self.tokenizer))
+        return self.tokenizer.convert_tokens_to_ids(tokens)

