@@ -86,6 +86,15 @@ class Recipe(ABC):
     def extra_step(self, batch, step: int) -> dict[str, float]:
         return {}
 
+    def extra_state(self) -> tuple[dict[str, dict[str, torch.Tensor]], dict]:
+        """(tensor groups, JSON) of what `extra_step` trains (a second net and its optimizer),
+        saved in every checkpoint; `load_extra_state` puts them back on resume."""
+        return {}, {}
+
+    def load_extra_state(self, tensors: dict[str, dict[str, torch.Tensor]], state: dict) -> None:
+        """Put back what `extra_state` saved (nothing, unless the recipe trains more)."""
+        return None
+
     def describe(self) -> dict:
         """JSON identifying the model, checked on resume so a checkpoint of another model fails."""
         return {}
@@ -316,12 +325,15 @@ def _save(root, step, recipe, raw_model, ema, optimizer, sampler, config, rt) ->
         tensors = {"model": raw_model.state_dict(), "optimizer": opt_tensors, "rng": rng_tensors}
         if ema is not None:
             tensors["ema"] = ema.state_dict()
+        extra_tensors, extra_meta = recipe.extra_state()
+        tensors.update({f"extra_{name}": group for name, group in extra_tensors.items()})
         state = {
             "recipe": recipe.describe(),
             "optimizer": opt_meta,
             "rng": rng_meta,
             "data": sampler.state_dict(),
             "world_size": rt.world_size,
+            "extra": extra_meta,
             "train_config": {k: v for k, v in asdict(config).items() if k != "resume"},
         }
         path = ckpt.save_checkpoint(root, step, tensors, state, config.keep_checkpoints)
@@ -348,6 +360,8 @@ def _resume(root, recipe, raw_model, ema, optimizer, sampler, rt, seed: int) -> 
                 found.tensors.get("optimizer", {}), found.state["optimizer"]
             )
         )
+        extra = {k[len("extra_") :]: v for k, v in found.tensors.items() if k.startswith("extra_")}
+        recipe.load_extra_state(extra, found.state.get("extra", {}))
     except (RuntimeError, KeyError, ValueError) as e:
         raise HwaksanError(f"checkpoint {found.path} does not fit this model: {e}") from e
     if found.state.get("world_size", 1) == rt.world_size:
