@@ -10,8 +10,14 @@ per guidance scale and read back by the analytic detector (`hwaksan.eval.shapes_
 
 from __future__ import annotations
 
+import argparse
+import platform
 import sys
+import time
+from datetime import datetime, timezone
 from pathlib import Path
+
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -58,3 +64,84 @@ def relation_prompts(n: int, resolution: int = 32, seed: int = PROMPT_SEED) -> l
 
 
 FAMILIES = {"single": single_prompts, "relation": relation_prompts}
+
+
+def score_model(pipe, prompts: list[str], scale: float, steps: int) -> tuple[dict, torch.Tensor]:
+    """Generate one image per prompt (seed 0) at guidance `scale` and score the claims."""
+    from hwaksan.eval.shapes_score import prompt_score
+
+    images = pipe.generate(len(prompts), steps=steps, seed=0, prompt=prompts,
+                           guidance_scale=scale, output_type="pt")  # fmt: skip
+    scores = prompt_score(prompts, images)
+    return {k: scores[k] for k in CLAIMS}, images
+
+
+def _family_grid(rows: dict[str, torch.Tensor], prompts: list[str], path: Path) -> None:
+    """One row per guidance scale (the first 8 prompts), upscaled 4x."""
+    from hwaksan.train.grid import save_grid
+
+    images = torch.cat([x[:8] for x in rows.values()])
+    save_grid(images, path, nrow=8, scale=4)
+    lines = [f"rows (top to bottom): guidance {', '.join(rows)}", "columns:"]
+    path.with_suffix(".txt").write_text("\n".join(lines + prompts[:8]) + "\n")
+
+
+def _table(results: list[dict]) -> list[str]:
+    header = "| model (text encoder) | prompts | guidance | " + " | ".join(CLAIMS) + " |"
+    lines = [header, "|" + "---|" * (3 + len(CLAIMS))]
+    for r in results:
+        cells = " | ".join("-" if r[k] != r[k] else f"{100 * r[k]:.0f}%" for k in CLAIMS)
+        lines.append(
+            f"| {r['model']} ({r['encoder']}) | {r['family']} | {r['scale']:g} | {cells} |"
+        )
+    return lines
+
+
+def main() -> None:
+    from hwaksan.pipeline import load
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", action="append", help="a model folder or shipped name (repeat)")
+    ap.add_argument("--n", type=int, default=100, help="prompts per family")
+    ap.add_argument("--scales", default="1,2,4,6,8")
+    ap.add_argument("--steps", type=int, default=25, help="DDIM steps")
+    ap.add_argument("--name", default="prompt_score", help="results/<name>.md and .json")
+    ap.add_argument("--grids", default="docs", help="folder for one PNG grid per family")
+    args = ap.parse_args()
+    scales = [float(s) for s in args.scales.split(",")]
+    results, start = [], time.perf_counter()
+    for model in args.model or ["shapes_t2i"]:
+        pipe = load(model, device="cpu")
+        encoder = type(pipe.text_encoder).__name__
+        resolution = pipe.image_shape[-1]
+        for family, make in FAMILIES.items():
+            prompts, rows = make(args.n, resolution), {}
+            for scale in scales:
+                scores, images = score_model(pipe, prompts, scale, args.steps)
+                rows[f"{scale:g}"] = images
+                results.append(dict(model=str(model), encoder=encoder, family=family,
+                                    scale=scale, n=len(prompts), **scores))  # fmt: skip
+                print(_table(results[-1:])[-1], flush=True)
+            name = Path(str(model)).name
+            _family_grid(rows, prompts, Path(args.grids) / f"t2i_{name}_{family}.png")
+    lines = [
+        f"# Prompt score: {args.n} prompts per family, one image each, DDIM-{args.steps}, seed 0",
+        "",
+        f"{platform.machine()}, torch {torch.__version__}, "
+        f"{datetime.now(timezone.utc).isoformat(timespec='seconds')}, "
+        f"{time.perf_counter() - start:.0f} s. `python benchmarks/prompt_score.py "
+        + " ".join(sys.argv[1:]) + "`",
+        "",
+        "single: 'a red circle in the top left' (claims: shape, color, count = 1, position);",
+        "relation: 'a red circle to the left of a blue square' (shape, color, count = 2, "
+        "relation). 'all' = every claim of the prompt holds.",
+        "",
+        *_table(results),
+    ]  # fmt: skip
+    from report import write_report
+
+    write_report(args.name, lines, results)
+
+
+if __name__ == "__main__":
+    main()

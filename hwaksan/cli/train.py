@@ -25,6 +25,8 @@ from hwaksan.train.run import SCHEDULES, DiffusionRun, run_diffusion
 @click.option("--resume", is_flag=True, help="continue from the last checkpoint in --out")
 @click.option("--class-conditional", is_flag=True, help="condition on the data's labels")
 @click.option("--autoencoder", default=None, help="train in its latent space: a name or folder")
+@click.option("--text-encoder", default=None,
+              help="text-to-image on captions: mini_clip, minilm or a folder")  # fmt: skip
 @click.option("--minutes", type=float, default=None, help="stop after this much training time")
 @click.option("--prediction-type", default="v_prediction", show_default=True,
               type=click.Choice(["epsilon", "sample", "v_prediction"]))  # fmt: skip
@@ -56,6 +58,7 @@ def command(**o) -> None:
         schedule=o["schedule"], snr_gamma=o["snr_gamma"], learn_sigma=o["learn_sigma"],
         sample_steps=o["sample_steps"], num_samples=o["num_samples"], train=config,
         unet_overrides=_overrides(o["channels"]), autoencoder=o["autoencoder"],
+        text_encoder=o["text_encoder"],
     )  # fmt: skip
     _, result = run_diffusion(run)
     click.echo(f"trained {result.step} steps; model saved to {result.out_dir / 'model'}")

@@ -16,6 +16,7 @@ from hwaksan.train.data import TrainingData, training_data
 from hwaksan.train.diffusion import DiffusionRecipe
 from hwaksan.train.latent import LatentData, LatentDiffusionRecipe, latent_data
 from hwaksan.train.loop import TrainConfig, TrainResult, train
+from hwaksan.train.text import TextDiffusionRecipe, text_training_data
 
 SCHEDULES = ("linear", "cosine")
 
@@ -40,6 +41,7 @@ class DiffusionRun:
     timestep_spacing: str = "trailing"
     unet_overrides: dict = field(default_factory=dict)
     autoencoder: str | None = None  # a trained autoencoder (name or folder): latent diffusion
+    text_encoder: str | None = None  # "mini_clip" | "minilm" | a folder: text-to-image on captions
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
@@ -57,6 +59,9 @@ def run_diffusion(
     """Train, save `<out>/model`, and return the pipeline (on the EMA weights) and the result."""
     from hwaksan.nets import build_unet
 
+    text_encoder = _text_encoder(run)
+    if data is None and text_encoder is not None:
+        data = text_training_data(run.data, run.resolution)
     data = data or training_data(run.data, run.resolution)
     if run.class_conditional and data.num_classes is None:
         raise HwaksanError(f"--class-conditional needs labels, and {run.data} has none")
@@ -65,13 +70,17 @@ def run_diffusion(
     space = latent.data if latent else data  # what the U-Net denoises: images or their latents
     unet = build_unet(
         run.preset, in_channels=space.channels, resolution=space.resolution,
-        num_classes=num_classes, learn_sigma=run.learn_sigma, **run.unet_overrides,
+        num_classes=num_classes, learn_sigma=run.learn_sigma,
+        context_dim=text_encoder.hidden_size if text_encoder else None, **run.unet_overrides,
     )  # fmt: skip
     schedule = build_schedule(run.schedule, run.num_train_timesteps)
     recipe_class, latent_args = DiffusionRecipe, {}
     if latent:
         recipe_class = LatentDiffusionRecipe
         latent_args = dict(autoencoder=latent.autoencoder, latent_scale=latent.latent_scale)
+    if text_encoder is not None:
+        recipe_class = TextDiffusionRecipe
+        latent_args = dict(text_encoder=text_encoder, captions=space.dataset.captions)
     recipe = recipe_class(
         unet, schedule, (space.channels, space.resolution, space.resolution),
         prediction_type=run.prediction_type, snr_gamma=run.snr_gamma, learn_sigma=run.learn_sigma,
@@ -86,7 +95,8 @@ def run_diffusion(
         num_classes=num_classes, learn_sigma=run.learn_sigma,
         sampler=run.sampler, steps=run.sample_steps, timestep_spacing=run.timestep_spacing,
         class_names=data.class_names if num_classes else None,
-        data={**space.info, "steps": result.step, "preset": run.preset}, **shapes,
+        data={**space.info, "steps": result.step, "preset": run.preset},
+        text_encoder=text_encoder, **shapes,
     )  # fmt: skip
     if result.is_main:
         pipe.save(Path(run.train.out_dir) / "model", unet_ema=result.ema_model)
@@ -94,6 +104,19 @@ def run_diffusion(
         pipe.unet = result.ema_model
     pipe.unet.eval()
     return pipe, result
+
+
+def _text_encoder(run: DiffusionRun):
+    """The frozen text encoder of a text-to-image run (None otherwise)."""
+    if run.text_encoder is None:
+        return None
+    if run.class_conditional or run.autoencoder:
+        raise HwaksanError(
+            "--text-encoder does not combine with --class-conditional or --autoencoder"
+        )
+    from hwaksan.nets.text import load_text_encoder
+
+    return load_text_encoder(run.text_encoder)
 
 
 def _latent_data(autoencoder: str | None, data: TrainingData) -> LatentData | None:

@@ -1,0 +1,82 @@
+"""`hwaksan train --text-encoder` on a captioned folder, then `hwaksan generate` from the model."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from hwaksan.cli import main
+
+
+@pytest.fixture(scope="module")
+def text_model(tmp_path_factory):
+    """A 2-step text-to-image model on 8 captioned images, with a tiny random mini-CLIP."""
+    from hwaksan.data.shapes import ShapesConfig, render, sample_scene
+    from hwaksan.nets.text.mini_clip import (
+        MiniCLIP,
+        MiniCLIPConfig,
+        MiniCLIPTextConfig,
+        save_mini_clip,
+    )
+
+    root = tmp_path_factory.mktemp("t2i")
+    data = root / "data"
+    data.mkdir()
+    rows = []
+    for i in range(8):
+        scene = sample_scene(i, ShapesConfig(resolution=16, max_objects=2))
+        Image.fromarray(render(scene)).save(data / f"{i}.png")
+        rows.append(json.dumps({"file_name": f"{i}.png", "text": scene.caption}))
+    (data / "metadata.jsonl").write_text("\n".join(rows) + "\n")
+    clip = MiniCLIP(MiniCLIPConfig(text=MiniCLIPTextConfig(width=32, layers=1, heads=2)))
+    save_mini_clip(clip, root / "clip")
+    out = root / "run"
+    result = CliRunner().invoke(main, [
+        "train", "--data", str(data), "--resolution", "16", "--text-encoder", str(root / "clip"),
+        "--channels", "16,32", "--steps", "2", "--batch-size", "4", "--num-samples", "4",
+        "--sample-steps", "2", "--checkpoint-every", "2", "--out", str(out),
+    ])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    return out / "model"
+
+
+def test_train_with_a_text_encoder_saves_it_in_the_model_folder(text_model):
+    config = json.loads((text_model / "config.json").read_text())
+    assert config["modules"]["text_encoder"]["class"] == "MiniCLIPTextModel"
+    assert config["unet"]["context_dim"] == 32
+    assert (text_model / "text_encoder.safetensors").exists()
+
+
+def test_generate_writes_one_row_per_prompt(text_model, tmp_path):
+    out = tmp_path / "grid.png"
+    result = CliRunner().invoke(main, [
+        "generate", "a red circle", "a blue square above a green triangle", "-n", "3",
+        "--model", str(text_model), "--steps", "2", "--scale", "1", "--out", str(out),
+    ])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert Image.open(out).size == (3 * 17 + 1, 2 * 17 + 1)  # 16 px tiles, 1 px gaps
+    assert "6 images (2 prompt(s) x 3)" in result.output
+
+
+def test_generate_warns_about_a_too_long_prompt_and_still_writes(text_model, tmp_path):
+    long_prompt = " ".join(["a red circle to the left of a blue square"] * 5)
+    out = tmp_path / "long.png"
+    with pytest.warns(UserWarning, match="cut"):
+        result = CliRunner().invoke(main, [
+            "generate", long_prompt, "-n", "1", "--model", str(text_model), "--steps", "2",
+            "--out", str(out),
+        ])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert out.exists()
+
+
+def test_generate_from_a_model_without_text_is_a_one_line_error(tmp_path):
+    result = CliRunner().invoke(main, ["generate", "a red circle", "--model", "shapes"])
+    assert result.exit_code == 2
+    assert (
+        result.output.strip()
+        == "error: shapes is not a text-to-image model (it has no text encoder)"
+    )
