@@ -6,6 +6,7 @@ The public API (see ARCHITECTURE.md): `NoiseSchedule`, `sample`, `ddim_invert`, 
 
 from hwaksan.diffusion import NoiseSchedule, ScheduleConfig, nll_bits_per_dim
 from hwaksan.nets import UNet, UNetConfig
+from hwaksan.nets.autoencoder import AutoencoderKL, VQModel, load_autoencoder
 from hwaksan.pipeline import Pipeline, load
 from hwaksan.sampling import ddim_invert, sample, slerp
 
@@ -18,6 +19,9 @@ __all__ = [
     "ScheduleConfig",
     "UNet",
     "UNetConfig",
+    "AutoencoderKL",
+    "VQModel",
+    "load_autoencoder",
     "__version__",
     "nll_bits_per_dim",
     "ddim_invert",
