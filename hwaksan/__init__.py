@@ -7,6 +7,7 @@ The public API (see ARCHITECTURE.md): `NoiseSchedule`, `sample`, `ddim_invert`, 
 from hwaksan.diffusion import NoiseSchedule, ScheduleConfig, nll_bits_per_dim
 from hwaksan.nets import UNet, UNetConfig
 from hwaksan.nets.autoencoder import AutoencoderKL, VQModel, load_autoencoder
+from hwaksan.nets.classifier import NoisyClassifier, load_classifier
 from hwaksan.pipeline import Pipeline, load
 from hwaksan.sampling import ddim_invert, sample, slerp
 
@@ -22,6 +23,8 @@ __all__ = [
     "AutoencoderKL",
     "VQModel",
     "load_autoencoder",
+    "NoisyClassifier",
+    "load_classifier",
     "__version__",
     "nll_bits_per_dim",
     "ddim_invert",

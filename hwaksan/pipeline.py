@@ -118,7 +118,7 @@ class Pipeline:
             x = x_T[part].to(self.device)
             model = self._denoiser(
                 guidance_scale, classifier_scale, {k: v[part] for k, v in uncond.items()},
-                None if labels is None else labels[part],
+                None if labels is None else labels[part], sampler, steps,
             )  # fmt: skip
             latents = sample(
                 model, tuple(x.shape), schedule=self.schedule, sampler=sampler, steps=steps,
@@ -149,7 +149,7 @@ class Pipeline:
         """Class labels as a LongTensor on the model's device, checked against num_classes.
 
         An unconditional model takes labels only as a guiding classifier's targets."""
-        if self.num_classes is None and not classifier_scale:
+        if self.num_classes is None and classifier_scale is None:
             if class_labels is not None:
                 raise HwaksanError("this model is unconditional; it takes no class labels")
             return None
@@ -193,7 +193,7 @@ class Pipeline:
             "context_mask": encoding.attention_mask[rows].to(self.device),  # (n, L)
         }
 
-    def _denoiser(self, guidance_scale, classifier_scale, uncond: dict, labels):
+    def _denoiser(self, guidance_scale, classifier_scale, uncond: dict, labels, sampler, steps):
         """The network as the sampler calls it: mean half only, guided if asked."""
         from hwaksan.sampling.denoiser import mean_prediction
         from hwaksan.sampling.guidance import classifier_free_guidance
@@ -204,21 +204,54 @@ class Pipeline:
                 raise HwaksanError("guidance_scale needs a class-conditional or text model")
             model = classifier_free_guidance(model, guidance_scale, uncond)
         if classifier_scale:
-            if self.classifier is None:
-                raise HwaksanError("classifier_scale needs a classifier attached to the pipeline")
-            from hwaksan.sampling.classifier_guidance import classifier_guidance
-
-            model = classifier_guidance(
-                model, self.classifier, classifier_scale, labels,
-                schedule=self.schedule, prediction_type=self.prediction_type,
-            )  # fmt: skip
+            model = self._classifier_guidance(model, classifier_scale, labels, sampler, steps)
         return model
+
+    def _classifier_guidance(self, model, classifier_scale, labels, sampler: str, steps: int):
+        """`model` steered by the attached classifier's gradient toward `labels` (Dhariwal &
+        Nichol 2021): the mean-shift form for ancestral DDPM, the eps form for the others."""
+        from hwaksan.sampling.classifier_guidance import classifier_guidance
+        from hwaksan.sampling.timesteps import discrete_timesteps
+
+        classifier = _checked_classifier(self, labels)
+        ddpm_timesteps = None
+        if sampler == "ddpm":
+            ddpm_timesteps = discrete_timesteps(self.schedule, steps, self.timestep_spacing)
+        return classifier_guidance(
+            model, classifier, classifier_scale, labels, schedule=self.schedule,
+            prediction_type=self.prediction_type, ddpm_timesteps=ddpm_timesteps,
+        )  # fmt: skip
 
     def save(
         self, path: str | Path, unet_ema: nn.Module | None = None, dtype=torch.float32
     ) -> Path:
         """Write the model folder (atomically: a temporary folder renamed into place)."""
         return save_pipeline(self, path, unet_ema, dtype)
+
+
+def _checked_classifier(pipe: Pipeline, labels: torch.Tensor | None) -> nn.Module:
+    """The attached classifier, on the model's device, once it fits the model and the labels."""
+    classifier = pipe.classifier
+    if classifier is None:
+        raise HwaksanError("classifier_scale needs a classifier attached to the pipeline")
+    config = classifier.config
+    if pipe.num_classes is not None and config.num_classes != pipe.num_classes:
+        raise HwaksanError(
+            f"the classifier knows {config.num_classes} classes but the model "
+            f"{pipe.num_classes}; attach a classifier trained on the model's classes"
+        )
+    shape = (config.in_channels, config.resolution, config.resolution)
+    if shape != tuple(pipe.sample_shape):
+        raise HwaksanError(f"the classifier reads {shape} inputs but the model makes "
+                           f"{tuple(pipe.sample_shape)}")  # fmt: skip
+    if config.schedule is not None and config.schedule != pipe.schedule.to_config():
+        raise HwaksanError("the classifier was trained on another noise schedule than the model's")
+    if labels is None or bool((labels >= config.num_classes).any()):
+        raise HwaksanError(
+            f"classifier_scale needs class_labels in 0..{config.num_classes - 1}: "
+            "the classes to steer to"
+        )
+    return classifier.to(pipe.device)
 
 
 def _classes(pipe: Pipeline) -> int:
@@ -301,11 +334,16 @@ def save_pipeline(
 
 
 def load(
-    name_or_path: str | Path, device: str | torch.device | None = None, use_ema: bool = True
+    name_or_path: str | Path,
+    device: str | torch.device | None = None,
+    use_ema: bool = True,
+    classifier: str | Path | nn.Module | None = None,
 ) -> Pipeline:
     """A `Pipeline` from a shipped name ("digits", "shapes") or a model folder.
 
     Uses the EMA weights when the folder has them (`use_ema=False` for the raw ones).
+    `classifier` (a noise-aware classifier, or its shipped name or folder) replaces the folder's
+    own, for classifier guidance.
     """
     folder = resolve(name_or_path)
     config = read_config(folder)
@@ -323,6 +361,11 @@ def load(
         if has_weights(module):
             load_weights(module, folder / f"{name}.safetensors", folder)
         modules[name] = module.to(device).eval().requires_grad_(False)
+    if classifier is not None:
+        from hwaksan.nets.classifier import load_classifier
+
+        is_module = isinstance(classifier, nn.Module)
+        modules["classifier"] = classifier if is_module else load_classifier(classifier, device)
     return Pipeline(
         unet=unet.to(device).eval().requires_grad_(False),
         schedule=NoiseSchedule.from_config(config["schedule"]),
