@@ -14,6 +14,8 @@ from hwaksan.train.run import SCHEDULES, DiffusionRun, run_diffusion
 @click.option("--preset", default="tiny", show_default=True, help="U-Net size: tiny, small, base")
 @click.option("--resolution", type=int, default=None, help="pixels (default: 32 shapes, 16 digits)")
 @click.option("--channels", default=None, help="override the preset's widths, e.g. 32,64,128")
+@click.option("--attention-resolutions", default=None,
+              help="sizes that get attention, e.g. 16,8 (default: half the input)")  # fmt: skip
 @click.option("--steps", type=int, default=2000, show_default=True, help="optimizer steps")
 @click.option("--batch-size", type=int, default=64, show_default=True)
 @click.option("--grad-accum", type=int, default=1, show_default=True, help="micro-batches a step")
@@ -57,17 +59,25 @@ def command(**o) -> None:
         class_conditional=o["class_conditional"], prediction_type=o["prediction_type"],
         schedule=o["schedule"], snr_gamma=o["snr_gamma"], learn_sigma=o["learn_sigma"],
         sample_steps=o["sample_steps"], num_samples=o["num_samples"], train=config,
-        unet_overrides=_overrides(o["channels"]), autoencoder=o["autoencoder"],
+        unet_overrides=_overrides(o["channels"], o["attention_resolutions"]),
+        autoencoder=o["autoencoder"],
         text_encoder=o["text_encoder"],
     )  # fmt: skip
     _, result = run_diffusion(run)
     click.echo(f"trained {result.step} steps; model saved to {result.out_dir / 'model'}")
 
 
-def _overrides(channels: str | None) -> dict:
-    if channels is None:
-        return {}
-    try:
-        return {"channels": tuple(int(c) for c in channels.split(","))}
-    except ValueError:
-        raise HwaksanError(f"--channels {channels!r} must be widths like 32,64,128") from None
+def _overrides(channels: str | None, attention_resolutions: str | None = None) -> dict:
+    overrides = {}
+    for name, value, example in [
+        ("channels", channels, "widths like 32,64,128"),
+        ("attention_resolutions", attention_resolutions, "sizes like 16,8"),
+    ]:
+        if value is None:
+            continue
+        try:
+            overrides[name] = tuple(int(c) for c in value.split(","))
+        except ValueError:
+            option = "--" + name.replace("_", "-")
+            raise HwaksanError(f"{option} {value!r} must be {example}") from None
+    return overrides
