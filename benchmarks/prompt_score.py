@@ -66,12 +66,15 @@ def relation_prompts(n: int, resolution: int = 32, seed: int = PROMPT_SEED) -> l
 FAMILIES = {"single": single_prompts, "relation": relation_prompts}
 
 
-def score_model(pipe, prompts: list[str], scale: float, steps: int) -> tuple[dict, torch.Tensor]:
+def score_model(
+    pipe, prompts: list[str], scale: float, steps: int, bf16: bool = False
+) -> tuple[dict, torch.Tensor]:
     """Generate one image per prompt (seed 0) at guidance `scale` and score the claims."""
     from hwaksan.eval.shapes_score import prompt_score
 
-    images = pipe.generate(len(prompts), steps=steps, seed=0, prompt=prompts,
-                           guidance_scale=scale, output_type="pt")  # fmt: skip
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        images = pipe.generate(len(prompts), steps=steps, seed=0, prompt=prompts,
+                               guidance_scale=scale, output_type="pt").float()  # fmt: skip
     scores = prompt_score(prompts, images)
     return {k: scores[k] for k in CLAIMS}, images
 
@@ -105,6 +108,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=100, help="prompts per family")
     ap.add_argument("--scales", default="1,2,4,6,8")
     ap.add_argument("--steps", type=int, default=25, help="DDIM steps")
+    ap.add_argument("--bf16", action="store_true", help="bf16 autocast (about 3x faster here)")
     ap.add_argument("--name", default="prompt_score", help="results/<name>.md and .json")
     ap.add_argument("--grids", default="docs", help="folder for one PNG grid per family")
     args = ap.parse_args()
@@ -117,7 +121,7 @@ def main() -> None:
         for family, make in FAMILIES.items():
             prompts, rows = make(args.n, resolution), {}
             for scale in scales:
-                scores, images = score_model(pipe, prompts, scale, args.steps)
+                scores, images = score_model(pipe, prompts, scale, args.steps, args.bf16)
                 rows[f"{scale:g}"] = images
                 results.append(dict(model=str(model), encoder=encoder, family=family,
                                     scale=scale, n=len(prompts), **scores))  # fmt: skip
@@ -125,7 +129,8 @@ def main() -> None:
             name = Path(str(model)).name
             _family_grid(rows, prompts, Path(args.grids) / f"t2i_{name}_{family}.png")
     lines = [
-        f"# Prompt score: {args.n} prompts per family, one image each, DDIM-{args.steps}, seed 0",
+        f"# Prompt score: {args.n} prompts per family, one image each, DDIM-{args.steps}, seed 0"
+        + (", bf16 autocast" if args.bf16 else ""),
         "",
         f"{platform.machine()}, torch {torch.__version__}, "
         f"{datetime.now(timezone.utc).isoformat(timespec='seconds')}, "
