@@ -99,7 +99,7 @@ def test_train_clip_cli_trains_saves_and_scores(tmp_path):
     ])  # fmt: skip
     assert result.exit_code == 0, result.output
     scores = json.loads((out / "model" / "retrieval.json").read_text())
-    assert set(scores) == {"shape", "color", "size", "position", "relation"}
+    assert set(scores) == {"shape", "color", "size", "position", "relation", "order"}
     assert scores["color"]["chance"] == pytest.approx(1 / 7)
     model = load_mini_clip(out / "model")
     assert model.text_model.hidden_size == 32

@@ -8,21 +8,29 @@ from hwaksan.data.shapes import ShapesConfig, detect, parse_caption, sample_scen
 from hwaksan.data.shapes.world import relation_word
 from hwaksan.eval.retrieval import ATTRIBUTES, candidates, retrieval_accuracy
 
-SIZES_OF = {"shape": 3, "color": 7, "size": 2, "position": 9, "relation": 4}
+SIZES_OF = {"shape": 3, "color": 7, "size": 2, "position": 9, "relation": 4, "order": 2}
 
 
 @pytest.mark.parametrize("attribute", ATTRIBUTES)
 def test_candidates_differ_in_one_attribute_and_the_truth_holds(attribute):
-    objects = 2 if attribute == "relation" else 1
+    objects = 2 if attribute in ("relation", "order") else 1
     config = ShapesConfig(min_objects=objects, max_objects=objects)
     for seed in range(30):
         scene = sample_scene(seed, config)
         captions, truth = candidates(scene, attribute)
-        assert len(set(captions)) == len(captions) == SIZES_OF[attribute]
+        assert len(captions) == SIZES_OF[attribute]
+        a, b = scene.objects[0], scene.objects[-1]
+        if attribute == "order" and (a.shape, a.color) == (b.shape, b.color):
+            continue  # the evaluation leaves such scenes out
+        assert len(set(captions)) == len(captions)
         parsed = [parse_caption(c) for c in captions]
-        if attribute == "relation":
+        named = [[(m.shape, m.color) for m in p.objects] for p in parsed]
+        if attribute in ("relation", "order"):
             assert parsed[truth].relations == [(0, scene.relation(0, 1), 1)]
-            assert all(len({p.objects[0] for p in parsed}) == 1 for p in parsed)
+            assert named[truth] == [(a.shape, a.color), (b.shape, b.color)]
+            others = [n for k, n in enumerate(named) if k != truth]
+            swapped = [(b.shape, b.color), (a.shape, a.color)]
+            assert all(n == (swapped if attribute == "order" else named[truth]) for n in others)
         else:
             o = scene.objects[0]
             assert parsed[truth].objects[0].__dict__ == dict(
