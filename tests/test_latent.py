@@ -14,7 +14,7 @@ import hwaksan as hk
 from hwaksan.cli import main
 from hwaksan.errors import HwaksanError
 from hwaksan.nets import UNet, unet_tiny
-from hwaksan.nets.autoencoder import AutoencoderConfig, AutoencoderKL, save_autoencoder
+from hwaksan.nets.autoencoder import AutoencoderConfig, AutoencoderKL, VQModel, save_autoencoder
 from hwaksan.pipeline import Pipeline
 from hwaksan.train.data import shapes_data
 from hwaksan.train.latent import (
@@ -29,11 +29,13 @@ TOY = ["--preset", "tiny", "--steps", "2", "--batch-size", "8", "--sample-every"
        "--warmup", "1", "--sample-steps", "2", "--num-samples", "4"]  # fmt: skip
 
 
-def _autoencoder(resolution: int = 16) -> AutoencoderKL:
-    """A random 16 px KL autoencoder with f = 2 and 4 latent channels (its latents are 4x8x8)."""
+def _autoencoder(resolution: int = 16, cls=AutoencoderKL):
+    """A random 16 px autoencoder with f = 2 and 4 latent channels (its latents are 4x8x8)."""
     torch.manual_seed(0)
-    config = AutoencoderConfig(resolution=resolution, channels=(8, 16), latent_channels=4)
-    return AutoencoderKL(config).eval()
+    config = AutoencoderConfig(
+        resolution=resolution, channels=(8, 16), latent_channels=4, num_embeddings=32
+    )
+    return cls(config).eval()
 
 
 @pytest.fixture(scope="module")
@@ -50,22 +52,24 @@ def test_latent_scale_is_one_over_the_std_of_every_element():
     assert float((latents * scale).std()) == pytest.approx(1.0, rel=1e-5)
 
 
-def test_latent_data_caches_scaled_mode_latents_of_every_image():
-    ae = _autoencoder()
+@pytest.mark.parametrize("cls", [AutoencoderKL, VQModel])
+def test_latent_data_caches_scaled_latents_of_every_image(cls):
+    ae = _autoencoder(cls=cls)
     data = shapes_data(16, length=24, seed=3)
     latent = latent_data(ae, data, batch_size=10, progress=False)
     assert latent.sample_shape == (4, 8, 8) and latent.image_shape == (3, 16, 16)
     assert latent.data.num_classes == data.num_classes and len(latent.data.dataset) == 24
     with torch.no_grad():
-        expected = ae.encode_latents(data.dataset.images)  # the posterior's mode
+        expected = ae.encode_latents(data.dataset.images)  # KL: the mode; VQ: pre-quantization
     torch.testing.assert_close(latent.data.dataset.images, expected * latent.latent_scale)
     assert float(latent.data.dataset.images.std()) == pytest.approx(1.0, rel=1e-5)
     assert latent.latent_scale == pytest.approx(1.0 / float(expected.double().std()), rel=1e-6)
     assert latent.data.dataset[5]["class_id"] == data.dataset[5]["class_id"]
 
 
-def test_recipe_decodes_its_progress_grid_through_the_scale():
-    ae = _autoencoder()
+@pytest.mark.parametrize("cls", [AutoencoderKL, VQModel])
+def test_recipe_decodes_its_progress_grid_through_the_scale(cls):
+    ae = _autoencoder(cls=cls)  # VQ quantizes the diffusion output before decoding
     unet = UNet(unet_tiny(in_channels=4, resolution=8, attention_resolutions=()))
     schedule = hk.NoiseSchedule.cosine(100)
     recipe = LatentDiffusionRecipe(

@@ -54,20 +54,22 @@ def build_schedule(name: str, num_train_timesteps: int = 1000) -> NoiseSchedule:
 
 
 def run_diffusion(
-    run: DiffusionRun, data: TrainingData | None = None
+    run: DiffusionRun, data: TrainingData | LatentData | None = None
 ) -> tuple[Pipeline, TrainResult]:
-    """Train, save `<out>/model`, and return the pipeline (on the EMA weights) and the result."""
+    """Train, save `<out>/model`, and return the pipeline (on the EMA weights) and the result.
+
+    `data`: images (encoded here if `run.autoencoder` is set), or latents encoded beforehand."""
     from hwaksan.nets import build_unet
 
     text_encoder = _text_encoder(run)
     if data is None and text_encoder is not None:
         data = text_training_data(run.data, run.resolution)
     data = data or training_data(run.data, run.resolution)
-    if run.class_conditional and data.num_classes is None:
-        raise HwaksanError(f"--class-conditional needs labels, and {run.data} has none")
-    num_classes = data.num_classes if run.class_conditional else None
-    latent = _latent_data(run.autoencoder, data)
+    latent = data if isinstance(data, LatentData) else _latent_data(run.autoencoder, data)
     space = latent.data if latent else data  # what the U-Net denoises: images or their latents
+    if run.class_conditional and space.num_classes is None:
+        raise HwaksanError(f"--class-conditional needs labels, and {run.data} has none")
+    num_classes = space.num_classes if run.class_conditional else None
     unet = build_unet(
         run.preset, in_channels=space.channels, resolution=space.resolution,
         num_classes=num_classes, learn_sigma=run.learn_sigma,
@@ -94,7 +96,7 @@ def run_diffusion(
         unet=result.model, schedule=schedule, prediction_type=run.prediction_type,
         num_classes=num_classes, learn_sigma=run.learn_sigma,
         sampler=run.sampler, steps=run.sample_steps, timestep_spacing=run.timestep_spacing,
-        class_names=data.class_names if num_classes else None,
+        class_names=space.class_names if num_classes else None,
         data={**space.info, "steps": result.step, "preset": run.preset},
         text_encoder=text_encoder, **shapes,
     )  # fmt: skip
