@@ -157,3 +157,16 @@ def test_hf_clip_truncates_with_a_warning(tmp_path):
     with pytest.warns(UserWarning, match="cut: 'rcle'"):
         out = enc(["a red circle"])  # a, red, c, i | r, c, l, e: cut after 4 tokens
     assert out.attention_mask.all()
+
+
+def test_hf_encoders_add_tokens_and_grow_their_embeddings(tmp_path):
+    tiny_hf_clip(tmp_path)
+    enc = build_text_encoder(tmp_path)
+    rows = enc.model.get_input_embeddings().weight.shape[0]
+    assert enc.add_tokens(["<s*>"]) == [rows]
+    assert enc.model.get_input_embeddings().weight.shape[0] == rows + 1
+    ids, mask = enc.tokenize(["a <s*>"])
+    assert ids[0, :4].tolist() == [0, enc.tokenizer.convert_tokens_to_ids("a</w>"), rows, 1]
+    assert enc(["a <s*>"]).hidden_states.shape == (1, 24, 32)
+    with pytest.raises(HwaksanError):
+        enc.add_tokens(["<s*>"])

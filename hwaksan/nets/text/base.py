@@ -84,6 +84,37 @@ class TextEncoder(nn.Module, ABC):
         raise HwaksanError(f"{type(self).__name__} cannot add tokens")
 
 
+class HFTextEncoder(TextEncoder):
+    """A frozen Hugging Face encoder: `self.tokenizer` and `self.model` from `transformers`
+    (their weights come from a package or folder, so a model folder stores only the config)."""
+
+    persistent_weights = False
+    tokenizer: object
+    model: nn.Module
+
+    def tokenize(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        from hwaksan.nets.text.tokenizer import warn_truncated
+
+        ids = self.tokenizer(prompts, add_special_tokens=False)["input_ids"]
+        keep = self.max_length - 2  # room for the start and end tokens
+        for prompt, row in zip(prompts, ids):
+            if len(row) > keep:
+                warn_truncated(prompt, self.tokenizer.decode(row[keep:]), self.max_length)
+        batch = self.tokenizer(
+            prompts, padding="max_length", truncation=True, max_length=self.max_length,
+            return_tensors="pt",
+        )  # fmt: skip
+        return batch["input_ids"], batch["attention_mask"].bool()
+
+    def add_tokens(self, tokens: list[str]) -> list[int]:
+        """New tokens, embeddings grown as `transformers` initialises them; in memory only (a
+        reloaded folder reads the original weights)."""
+        if self.tokenizer.add_tokens(tokens) != len(tokens):
+            raise HwaksanError(f"cannot add tokens {tokens}: some are already known")
+        self.model.resize_token_embeddings(len(self.tokenizer))
+        return self.tokenizer.convert_tokens_to_ids(tokens)
+
+
 def build_text_encoder(name_or_path: str | Path, pretrained: bool = True, **config) -> TextEncoder:
     """A text encoder by name ("mini_clip": the shipped mini-CLIP's text tower; "minilm": the frozen
     all-MiniLM-L6-v2) or folder (a mini-CLIP folder, or a Hugging Face CLIP model with its

@@ -14,8 +14,7 @@ from pathlib import Path
 import torch
 
 from hwaksan.errors import HwaksanError
-from hwaksan.nets.text.base import TextEncoder, TextEncoding
-from hwaksan.nets.text.tokenizer import warn_truncated
+from hwaksan.nets.text.base import HFTextEncoder, TextEncoding
 
 
 @dataclass
@@ -27,11 +26,9 @@ class HFCLIPConfig:
         return asdict(self)
 
 
-class HFCLIPTextEncoder(TextEncoder):
+class HFCLIPTextEncoder(HFTextEncoder):
     """`hidden_states` is the last layer after the final LayerNorm (what Stable Diffusion's U-Net
     reads); `pooled` is the <|endoftext|> token's state (CLIP's `pooler_output`)."""
-
-    persistent_weights = False
 
     def __init__(self, config: HFCLIPConfig) -> None:
         super().__init__()
@@ -60,25 +57,6 @@ class HFCLIPTextEncoder(TextEncoder):
     def from_config(cls, config: dict) -> HFCLIPTextEncoder:
         return cls(HFCLIPConfig(**config))
 
-    def tokenize(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        ids = self.tokenizer(prompts, add_special_tokens=False)["input_ids"]
-        keep = self.max_length - 2  # room for <|startoftext|> and <|endoftext|>
-        for prompt, row in zip(prompts, ids):
-            if len(row) > keep:
-                warn_truncated(prompt, self.tokenizer.decode(row[keep:]), self.max_length)
-        batch = self.tokenizer(
-            prompts, padding="max_length", truncation=True, max_length=self.max_length,
-            return_tensors="pt",
-        )  # fmt: skip
-        return batch["input_ids"], batch["attention_mask"].bool()
-
     def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> TextEncoding:
         out = self.model(input_ids=input_ids, attention_mask=attention_mask.long())
         return TextEncoding(out.last_hidden_state, attention_mask, out.pooler_output)
-
-    def add_tokens(self, tokens: list[str]) -> list[int]:
-        """New tokens with grown embeddings (in memory only: the folder's weights are reloaded)."""
-        if self.tokenizer.add_tokens(tokens) != len(tokens):
-            raise HwaksanError(f"cannot add tokens {tokens}: some are already known")
-        self.model.resize_token_embeddings(len(self.tokenizer))
-        return self.tokenizer.convert_tokens_to_ids(tokens)

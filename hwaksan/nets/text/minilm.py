@@ -12,8 +12,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from hwaksan.errors import HwaksanError
-from hwaksan.nets.text.base import TextEncoder, TextEncoding
-from hwaksan.nets.text.tokenizer import warn_truncated
+from hwaksan.nets.text.base import HFTextEncoder, TextEncoding
 
 
 @dataclass
@@ -24,11 +23,9 @@ class MiniLMConfig:
         return asdict(self)
 
 
-class MiniLMTextEncoder(TextEncoder):
+class MiniLMTextEncoder(HFTextEncoder):
     """BERT-style 6-layer, 384-wide encoder; `pooled` is its sentence embedding (masked mean of
     the token states, L2-normalised, as sentence-transformers computes it)."""
-
-    persistent_weights = False
 
     def __init__(self, config: MiniLMConfig | None = None) -> None:
         super().__init__()
@@ -50,18 +47,6 @@ class MiniLMTextEncoder(TextEncoder):
     def from_config(cls, config: dict) -> MiniLMTextEncoder:
         return cls(MiniLMConfig(**config))
 
-    def tokenize(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        ids = self.tokenizer(prompts, add_special_tokens=False)["input_ids"]
-        keep = self.max_length - 2  # room for [CLS] and [SEP]
-        for prompt, row in zip(prompts, ids):
-            if len(row) > keep:
-                warn_truncated(prompt, self.tokenizer.decode(row[keep:]), self.max_length)
-        batch = self.tokenizer(
-            prompts, padding="max_length", truncation=True, max_length=self.max_length,
-            return_tensors="pt",
-        )  # fmt: skip
-        return batch["input_ids"], batch["attention_mask"].bool()
-
     def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> TextEncoding:
         hidden = self.model(
             input_ids=input_ids, attention_mask=attention_mask.long()
@@ -70,11 +55,3 @@ class MiniLMTextEncoder(TextEncoder):
         mean = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1)  # [B, 384]
         pooled = torch.nn.functional.normalize(mean, dim=-1)
         return TextEncoding(hidden, attention_mask, pooled)
-
-    def add_tokens(self, tokens: list[str]) -> list[int]:
-        """New word-piece tokens, their embeddings grown (initialised as the transformers library
-        does); they live in memory only, as the package's weights are what a folder reloads."""
-        if self.tokenizer.add_tokens(tokens) != len(tokens):
-            raise HwaksanError(f"cannot add tokens {tokens}: some are already known")
-        self.model.resize_token_embeddings(len(self.tokenizer))
-        return self.tokenizer.convert_tokens_to_ids(tokens)
