@@ -12,6 +12,8 @@ WEIGHTS_DIR = Path(__file__).parent / "weights"
 SHIPPED: dict[str, str] = {
     "digits": "class-conditional sklearn digits, 16x16 grayscale, trained with condition dropout",
     "shapes": "unconditional shapes world, one flat shape on black",
+    "shapes_cond": "class-conditional shapes world (shape x color), 16 px, condition dropout 0.1",
+    "digits_classifier_noisy": "noise-aware digit classifier p(y | x_t, t) for classifier guidance",
 }
 
 

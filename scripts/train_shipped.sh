@@ -4,6 +4,8 @@
 #   bash scripts/train_shipped.sh digits    # class-conditional digits, 16x16
 #   bash scripts/train_shipped.sh shapes    # unconditional shapes world, 16x16
 #   bash scripts/train_shipped.sh mini_clip # the mini-CLIP text encoder (+ image tower), 32 px
+#   bash scripts/train_shipped.sh shapes_cond              # class-conditional shapes, 16x16
+#   bash scripts/train_shipped.sh digits_classifier_noisy  # noise-aware digit classifier
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
@@ -36,6 +38,35 @@ save_mini_clip(load_mini_clip(run), "hwaksan/weights/mini_clip", info, dtype=tor
 print("saved hwaksan/weights/mini_clip")
 PY
     python benchmarks/clip_retrieval.py
+    exit 0
+    ;;
+  shapes_cond)
+    # The shapes recipe, class-conditional (class = shape x color, 21 classes) with condition
+    # dropout 0.1 so one network is p(x | y) and p(x); scored by benchmarks/guidance_sweep.py.
+    hwaksan train --data shapes --resolution 16 --class-conditional --preset tiny \
+      --steps "${STEPS:-5000}" --batch-size 64 --lr 2e-3 --warmup 100 --ema-decay 0.995 \
+      --sample-every 1000 --checkpoint-every 500 --out runs/shipped_shapes_cond ${RESUME:+--resume}
+    python -c "import torch, hwaksan as hk; hk.load('runs/shipped_shapes_cond/model').save(
+        'hwaksan/weights/shapes_cond', dtype=torch.float16)"
+    echo "saved hwaksan/weights/shapes_cond; measure: python benchmarks/guidance_sweep.py"
+    exit 0
+    ;;
+  digits_classifier_noisy)
+    # p(y | x_t, t) on digits noised under the digits model's cosine schedule (the CLI prints
+    # its held-out accuracy per t); guides `digits`: benchmarks/guidance_sweep.py.
+    hwaksan train-classifier --data digits --steps "${STEPS:-2500}" --batch-size 64 --lr 1e-3 \
+      --out runs/shipped_digits_classifier_noisy ${RESUME:+--resume}
+    python - <<'PY'
+import json
+import torch
+from hwaksan.nets.classifier import load_classifier, save_classifier
+run = "runs/shipped_digits_classifier_noisy/model"
+info = {k: v for k, v in json.loads(open(f"{run}/config.json").read()).items()
+        if k not in ("model_kind", "config")}
+save_classifier(load_classifier(run), "hwaksan/weights/digits_classifier_noisy", torch.float16,
+                **info)
+print("saved hwaksan/weights/digits_classifier_noisy")
+PY
     exit 0
     ;;
   *) echo "unknown model $name" >&2; exit 2 ;;
