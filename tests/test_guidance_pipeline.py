@@ -109,3 +109,17 @@ def test_load_attaches_a_classifier_and_the_cli_samples_with_it(tmp_path):
     assert out.exists()
     result = CliRunner().invoke(main, [*args, "--classifier-scale", "3"])
     assert result.exit_code == 2 and "needs a classifier" in result.output
+
+
+def test_the_shipped_guidance_models_load_and_fit_together():
+    """digits + digits_classifier_noisy (same classes, shape and schedule); shapes_cond knows the
+    21 shape x color classes. Their quality is measured by benchmarks/guidance_sweep.py."""
+    pipe = hk.load("digits", classifier="digits_classifier_noisy")
+    images = pipe.generate(2, steps=3, class_labels=[3, 7], guidance_scale=0.0,
+                           classifier_scale=4.0, output_type="pt")  # fmt: skip
+    assert images.shape == (2, 1, 16, 16) and torch.isfinite(images).all()
+    shapes_cond = hk.load("shapes_cond")
+    assert shapes_cond.num_classes == 21 and shapes_cond.class_names[0] == "red circle"
+    images = shapes_cond.generate(2, steps=3, class_labels=[0, 20], guidance_scale=3.0,
+                                  output_type="pt")  # fmt: skip
+    assert images.shape == (2, 3, 16, 16)
