@@ -1,8 +1,9 @@
 """Attention: one module for self- and cross-attention, and the U-Net's spatial self-attention.
 
 softmax(Q K^T / sqrt(d)) V (Vaswani et al. 2017, eq. 1) through `F.scaled_dot_product_attention`.
-`Attention` keeps `to_q`, `to_k`, `to_v`, `to_out` as plain `nn.Linear` layers (diffusers' names):
-LoRA, IP-Adapter and Perfusion attach to them by wrapping.
+`Attention` keeps `to_q`, `to_k`, `to_v`, `to_out` as `nn.Linear` layers (diffusers' names; the
+subclass `Linear` only routes float32 CPU products to oneDNN): LoRA, IP-Adapter and Perfusion attach
+to them by wrapping.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from hwaksan.nets.linear import Linear
 from hwaksan.nets.norm import GroupNorm
 from hwaksan.nets.resnet import zero_module
 
@@ -58,10 +60,10 @@ class Attention(nn.Module):
         inner = heads * dim_head
         context_dim = query_dim if context_dim is None else context_dim
         self.heads = heads
-        self.to_q = nn.Linear(query_dim, inner, bias=bias)
-        self.to_k = nn.Linear(context_dim, inner, bias=bias)
-        self.to_v = nn.Linear(context_dim, inner, bias=bias)
-        self.to_out = nn.Linear(inner, query_dim)
+        self.to_q = Linear(query_dim, inner, bias=bias)
+        self.to_k = Linear(context_dim, inner, bias=bias)
+        self.to_v = Linear(context_dim, inner, bias=bias)
+        self.to_out = Linear(inner, query_dim)
 
     def forward(
         self,

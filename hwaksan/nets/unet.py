@@ -195,4 +195,4 @@ class UNet(nn.Module):
                 h = layer(torch.cat([h, skips.pop()], dim=1), emb, **cond)  # (B, C, h, w)
             else:
                 h = layer(h)  # (B, C, 2h, 2w)
-        return self.conv_out(F.silu(self.norm_out(h)))  # (B, out, H, W)
+        return self.conv_out(self.norm_out.silu(h))  # (B, out, H, W)

@@ -1,0 +1,58 @@
+"""The U-Net's speed paths compute the textbook op: sub-pixel Upsample, oneDNN Linear."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from hwaksan.nets.linear import Linear
+from hwaksan.nets.resnet import Upsample
+
+
+def _grads(out, inputs, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    return torch.autograd.grad(out, inputs, torch.randn(out.shape, generator=g))
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("shape", [(2, 8, 5, 7), (3, 16, 4, 4), (1, 4, 1, 3)])
+def test_upsample_equals_nearest_repeat_then_conv(shape, channels_last):
+    torch.manual_seed(0)
+    up = Upsample(shape[1])
+    x = torch.randn(shape)
+    if channels_last:
+        up, x = (
+            up.to(memory_format=torch.channels_last),
+            x.contiguous(memory_format=torch.channels_last),
+        )
+    x.requires_grad_()
+    params = (x, up.conv.weight, up.conv.bias)
+    y = up(x)
+    ref = up.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    assert y.shape == ref.shape and y.is_contiguous(memory_format=layout)
+    torch.testing.assert_close(y, ref, atol=1e-5, rtol=1e-5)
+    for got, want in zip(_grads(y, params), _grads(ref, params)):
+        torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
+
+
+def test_upsample_keeps_the_autocast_dtype():
+    up, x = Upsample(8), torch.randn(2, 8, 4, 4)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y, ref = up(x), up.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+    assert y.dtype == ref.dtype == torch.bfloat16
+    assert (y.float() - ref.float()).norm() / ref.float().norm() < 0.02
+
+
+@pytest.mark.parametrize("shape", [(2, 9, 12), (1, 5, 12), (4, 12)])
+@pytest.mark.parametrize("bias", [True, False])
+def test_linear_equals_f_linear(shape, bias):
+    torch.manual_seed(0)
+    lin = Linear(12, 7, bias=bias)
+    x = torch.randn(shape, requires_grad=True)
+    params = (x, lin.weight) + ((lin.bias,) if bias else ())
+    y, ref = lin(x), F.linear(x, lin.weight, lin.bias)
+    assert y.shape == ref.shape and y.is_contiguous()
+    torch.testing.assert_close(y, ref, atol=1e-5, rtol=1e-5)
+    for got, want in zip(_grads(y, params), _grads(ref, params)):
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    assert list(lin.state_dict()) == list(torch.nn.Linear(12, 7, bias=bias).state_dict())
