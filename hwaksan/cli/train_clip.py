@@ -21,6 +21,10 @@ from hwaksan.train.loop import TrainConfig
 @click.option("--scenes", type=int, default=50_000, show_default=True, help="scenes rendered")
 @click.option("--hard-negatives/--no-hard-negatives", default=True, show_default=True,
               help="pair each image with a one-attribute-off caption (NegCLIP)")  # fmt: skip
+@click.option("--relation-negatives", type=float, default=0.5, show_default=True,
+              help="share of two-object negatives that swap the objects' places")  # fmt: skip
+@click.option("--image-attention", type=int, default=2, show_default=True,
+              help="self-attention layers over the image tower's final cells")  # fmt: skip
 @click.option("--width", type=int, default=128, show_default=True, help="text hidden size")
 @click.option("--layers", type=int, default=3, show_default=True, help="text transformer layers")
 @click.option("--max-minutes", type=float, default=None, help="stop (and save) after this long")
@@ -37,7 +41,11 @@ def command(**o) -> None:
     from pathlib import Path
 
     from hwaksan.eval.retrieval import retrieval_accuracy
-    from hwaksan.nets.text.mini_clip import MiniCLIPConfig, MiniCLIPTextConfig
+    from hwaksan.nets.text.mini_clip import (
+        MiniCLIPConfig,
+        MiniCLIPTextConfig,
+        MiniCLIPVisionConfig,
+    )
     from hwaksan.train.clip import CLIPRun, run_clip
 
     config = TrainConfig(
@@ -46,10 +54,14 @@ def command(**o) -> None:
         weight_decay=o["weight_decay"], ema_decay=o["ema_decay"] or None, seed=o["seed"],
         checkpoint_every=o["checkpoint_every"], resume=o["resume"], max_minutes=o["max_minutes"],
     )  # fmt: skip
-    model = MiniCLIPConfig(text=MiniCLIPTextConfig(width=o["width"], layers=o["layers"]))
+    model = MiniCLIPConfig(
+        text=MiniCLIPTextConfig(width=o["width"], layers=o["layers"]),
+        vision=MiniCLIPVisionConfig(attention_layers=o["image_attention"]),
+    )
     run = CLIPRun(
         resolution=o["resolution"], max_objects=o["max_objects"], scenes=o["scenes"],
-        hard_negatives=o["hard_negatives"], model=model, train=config,
+        hard_negatives=o["hard_negatives"], relation_negatives=o["relation_negatives"],
+        model=model, train=config,
     )  # fmt: skip
     clip, result = run_clip(run)
     folder = Path(config.out_dir) / "model"

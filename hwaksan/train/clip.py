@@ -68,6 +68,7 @@ class CLIPRun:
     scenes: int = 50_000  # rendered once; captions and negatives are drawn afresh every visit
     data_seed: int = 0
     hard_negatives: bool = True
+    relation_negatives: float = 0.2  # share of two-object hard negatives that swap the objects
     model: MiniCLIPConfig = field(default_factory=MiniCLIPConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
@@ -83,7 +84,9 @@ def run_clip(run: CLIPRun) -> tuple[MiniCLIP, TrainResult]:
 
     run.model.vision.resolution = run.resolution
     model = MiniCLIP(run.model)
-    data = CaptionedScenes(run.shapes_config(), run.scenes, run.data_seed, run.train.progress)
+    data = CaptionedScenes(
+        run.shapes_config(), run.scenes, run.data_seed, run.relation_negatives, run.train.progress
+    )
     result = train(CLIPRecipe(model, run.hard_negatives), data, run.train)
     trained = result.ema_model if result.ema_model is not None else result.model
     if result.is_main:
@@ -91,6 +94,7 @@ def run_clip(run: CLIPRun) -> tuple[MiniCLIP, TrainResult]:
             "data": {"name": "shapes", "shapes_config": run.shapes_config().to_dict(),
                      "scenes": run.scenes, "seed": run.data_seed},
             "hard_negatives": run.hard_negatives,
+            "relation_negatives": run.relation_negatives,
             "steps": result.step,
             "train": {k: v for k, v in asdict(run.train).items() if k not in ("resume", "out_dir")},
             "temperature": math.exp(-float(trained.logit_scale)),

@@ -23,15 +23,16 @@ from hwaksan.data.shapes.scene import ShapeObject
 Objects = tuple[ShapeObject, ...]
 
 
-def perturb(objects: Objects, config: ShapesConfig, rng: random.Random) -> Objects:
-    """The objects with one attribute of one object changed, or (two objects) their places
-    swapped, which turns every relation around."""
-    kinds = ["shape", "color", "size", "position"] + (["relation"] if len(objects) == 2 else [])
-    kind, k = rng.choice(kinds), rng.randrange(len(objects))
-    o, out = objects[k], list(objects)
-    if kind == "relation":
+def perturb(
+    objects: Objects, config: ShapesConfig, rng: random.Random, relation_share: float = 0.2
+) -> Objects:
+    """The objects with one attribute of one object changed, or (two objects, with probability
+    `relation_share`) their places swapped, which turns every relation around."""
+    if len(objects) == 2 and rng.random() < relation_share:
         a, b = objects
         return (replace(a, centroid=b.centroid), replace(b, centroid=a.centroid))
+    kind, k = rng.choice(["shape", "color", "size", "position"]), rng.randrange(len(objects))
+    o, out = objects[k], list(objects)
     if kind == "position":
         cell = rng.choice([i for i, p in enumerate(POSITIONS) if p != o.position])
         third = o.resolution / 3
@@ -43,14 +44,17 @@ def perturb(objects: Objects, config: ShapesConfig, rng: random.Random) -> Objec
     return tuple(out)
 
 
-def caption_pair(objects: Objects, config: ShapesConfig, rng: random.Random) -> tuple[str, str]:
+def caption_pair(
+    objects: Objects, config: ShapesConfig, rng: random.Random, relation_share: float = 0.2
+) -> tuple[str, str]:
     """(a fresh phrasing of the scene, the same phrasing of a perturbed scene); a perturbation the
     phrasing does not mention (a size in "two shapes: ...") is drawn again."""
     seed = rng.getrandbits(63)
     captions = phrasings(objects, np.random.default_rng(seed))
     k = rng.randrange(len(captions))
     for _ in range(16):
-        negative = phrasings(perturb(objects, config, rng), np.random.default_rng(seed))[k]
+        changed = perturb(objects, config, rng, relation_share)
+        negative = phrasings(changed, np.random.default_rng(seed))[k]
         if negative != captions[k]:
             break
     return captions[k], negative
@@ -62,9 +66,15 @@ class CaptionedScenes(Dataset):
     training loop seeds and checkpoints."""
 
     def __init__(
-        self, config: ShapesConfig, length: int, seed: int = 0, progress: bool = True
+        self,
+        config: ShapesConfig,
+        length: int,
+        seed: int = 0,
+        relation_share: float = 0.2,  # of two-object negatives: the objects swap places
+        progress: bool = True,
     ) -> None:
-        self.config, chunk, parts, self.objects = config, 2048, [], []
+        self.config, self.relation_share, chunk, parts = config, relation_share, 2048, []
+        self.objects = []
         for start in tqdm(range(0, length, chunk), desc="render", disable=not progress):
             images, scenes = render_batch(min(chunk, length - start), seed, config, start)
             parts.append(images.add(1).mul(127.5).round().to(torch.uint8))  # exact: rendered uint8
@@ -75,6 +85,6 @@ class CaptionedScenes(Dataset):
         return len(self.images)
 
     def __getitem__(self, i: int) -> dict:
-        caption, negative = caption_pair(self.objects[i], self.config, random)
+        caption, negative = caption_pair(self.objects[i], self.config, random, self.relation_share)
         image = self.images[i].float().div(127.5).sub(1)  # [3, H, W] in [-1, 1]
         return {"image": image, "caption": caption, "negative_caption": negative}

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hwaksan.errors import HwaksanError
-from hwaksan.nets.attention import Attention
+from hwaksan.nets.attention import Attention, to_tokens
 from hwaksan.nets.text.base import MINI_CLIP_KIND, TextEncoder, TextEncoding
 from hwaksan.nets.text.tokenizer import WordTokenizer, shapes_vocabulary
 
@@ -47,6 +47,8 @@ class MiniCLIPVisionConfig:
     in_channels: int = 3
     channels: tuple[int, ...] = (16, 32, 64, 128)  # the stem, then one stride-2 stage each
     width: int = 256  # the image feature before projection
+    attention_layers: int = 0  # transformer layers over the final map's cells (relations)
+    heads: int = 4
 
     def __post_init__(self) -> None:
         self.channels = tuple(self.channels)
@@ -153,7 +155,9 @@ class _DownStage(nn.Module):
 
 class MiniCLIPVisionModel(nn.Module):
     """Image [B, C, R, R] in [-1, 1] -> feature [B, width]: CNN with x/y coordinate channels,
-    the final (R / 2^stages)^2 map flattened so the feature knows where each thing is."""
+    optional self-attention among the final map's cells (so one cell can compare its content
+    with another's: "the red one is left of the blue one"), then the whole map flattened so the
+    feature knows where each thing is."""
 
     def __init__(self, config: MiniCLIPVisionConfig | None = None) -> None:
         super().__init__()
@@ -164,6 +168,11 @@ class MiniCLIPVisionModel(nn.Module):
         )
         self.stages = nn.Sequential(*(_DownStage(a, b) for a, b in zip(c[:-1], c[1:])))
         side = config.resolution >> (len(c) - 1)
+        if config.attention_layers:
+            self.cell_embedding = nn.Parameter(torch.randn(side * side, c[-1]) * 0.01)
+            self.layers = nn.ModuleList(
+                TextTransformerLayer(c[-1], config.heads) for _ in range(config.attention_layers)
+            )
         self.head = nn.Sequential(
             nn.Flatten(),
             nn.LayerNorm(c[-1] * side * side),
@@ -175,8 +184,13 @@ class MiniCLIPVisionModel(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         coords = self.coords.to(images.dtype).expand(len(images), -1, -1, -1)  # (B, 2, R, R)
-        h = self.stem(torch.cat([images, coords], 1))  # (B, c0, R, R)
-        return self.head(self.stages(h))  # (B, width)
+        h = self.stages(self.stem(torch.cat([images, coords], 1)))  # (B, C, s, s)
+        if self.config.attention_layers:
+            h = to_tokens(h) + self.cell_embedding  # (B, s*s, C)
+            everywhere = torch.ones(h.shape[:2], dtype=torch.bool, device=h.device)  # (B, s*s)
+            for layer in self.layers:
+                h = layer(h, everywhere)  # (B, s*s, C)
+        return self.head(h)  # (B, width)
 
 
 class MiniCLIP(nn.Module):
