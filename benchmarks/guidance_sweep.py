@@ -80,13 +80,15 @@ def real_reference(data: str, resolution: int) -> tuple[torch.Tensor, torch.Tens
     return real.dataset.images, real.dataset.class_ids
 
 
-def run_sweep(name: str, args, scales) -> tuple[list[dict], dict]:
+def run_sweep(name: str, args) -> tuple[list[dict], dict]:
     model, data, method, classifier = SWEEPS[name]
+    scales = args.scales if method == "cfg" else args.classifier_scales
     classifier = {"SHAPES_CLASSIFIER": args.shapes_classifier,
                   "DIGITS_CLASSIFIER": args.digits_classifier}.get(classifier)  # fmt: skip
     pipe = hk.load(model, classifier=classifier)
     num_classes = pipe.num_classes or pipe.classifier.config.num_classes
-    labels = torch.arange(args.n) % num_classes
+    n = -(-args.n // num_classes) * num_classes  # the same number of images in every class
+    labels = torch.arange(n) % num_classes
     real, real_labels = real_reference(data, pipe.image_shape[-1])
     real_features = extract_features(real, data)
     reference = {"real_diversity": within_class_diversity(real_features, real_labels)}
@@ -98,7 +100,7 @@ def run_sweep(name: str, args, scales) -> tuple[list[dict], dict]:
             guidance = dict(
                 classifier_scale=scale, guidance_scale=0.0 if pipe.num_classes else None
             )
-        images = pipe.generate(args.n, steps=args.steps, seed=0, class_labels=labels,
+        images = pipe.generate(n, steps=args.steps, seed=0, class_labels=labels,
                                output_type="pt", **guidance)  # fmt: skip
         features = extract_features(images, data)
         if data == "digits":
@@ -107,7 +109,7 @@ def run_sweep(name: str, args, scales) -> tuple[list[dict], dict]:
             accuracy = digits_accuracy(images, labels)
         else:
             accuracy = shapes_accuracy(images, labels)
-        rows.append(dict(sweep=name, method=method, model=model, scale=scale,
+        rows.append(dict(sweep=name, method=method, model=model, scale=scale, n=n,
                          accuracy=round(accuracy, 4),
                          diversity=round(within_class_diversity(features, labels), 4),
                          frechet=round(frechet_distance_from_features(features, real_features), 3),
@@ -130,6 +132,11 @@ def plot(rows: list[dict], references: dict, path: Path) -> None:
         style = "-o" if mine[0]["method"] == "cfg" else "--s"
         for ax, key in zip(axes, ("accuracy", "diversity", "frechet")):
             ax.plot(scales, [r[key] for r in mine], style, label=name)
+    for data, value in {
+        k.split("_")[0]: v["real_diversity"] for k, v in references.items()
+    }.items():
+        axes[1].axhline(value, color="gray", linestyle=":", linewidth=1)
+        axes[1].annotate(f"real {data}", (0, value), fontsize=7, color="gray")
     titles = ("class accuracy (higher: on target)", "within-class diversity (feature distance)",
               "Frechet distance to real (lower: closer)")  # fmt: skip
     for ax, title in zip(axes, titles):
@@ -156,29 +163,31 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--n", type=int, default=200, help="images per point")
     p.add_argument("--steps", type=int, default=25, help="DDIM steps")
-    p.add_argument("--scales", default=",".join(str(s) for s in SCALES))
+    p.add_argument("--scales", default=",".join(f"{s:g}" for s in SCALES), help="CFG scales")
+    p.add_argument("--classifier-scales", default=",".join(f"{s:g}" for s in SCALES + (12, 16)))
     p.add_argument("--only", default=",".join(SWEEPS), help="comma list of " + ", ".join(SWEEPS))
     p.add_argument("--digits-classifier", default="digits_classifier_noisy")
     p.add_argument("--shapes-classifier", default="runs/shapes_classifier_noisy/model")
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    scales = [float(s) for s in args.scales.split(",")]
+    args.scales = [float(s) for s in args.scales.split(",")]
+    args.classifier_scales = [float(s) for s in args.classifier_scales.split(",")]
     rows, references = [], {}
     for name in args.only.split(","):
-        sweep_rows, reference = run_sweep(name, args, scales)
+        sweep_rows, reference = run_sweep(name, args)
         rows += sweep_rows
         save_grids(reference.pop("grids"), DOCS / f"guidance_{name}.png")
         references[name] = reference
     lines = [
-        f"# Guidance sweep ({args.n} images a point, DDIM-{args.steps}, seed 0)", "",
+        f"# Guidance sweep (DDIM-{args.steps}, seed 0, n images a point, equal per class)", "",
         f"Measured {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC on {platform.machine()}, "
         f"torch {torch.__version__}, {args.threads} thread(s): "
         "`python benchmarks/guidance_sweep.py " + f"--n {args.n} --steps {args.steps}`", "",
-        "| sweep | scale | class accuracy | diversity | Frechet distance | seconds |",
-        "|---|---|---|---|---|---|",
+        "| sweep | scale | n | class accuracy | diversity | Frechet distance | seconds |",
+        "|---|---|---|---|---|---|---|",
     ]  # fmt: skip
-    lines += [f"| {r['sweep']} | {r['scale']:g} | {100 * r['accuracy']:.1f}% | "
+    lines += [f"| {r['sweep']} | {r['scale']:g} | {r['n']} | {100 * r['accuracy']:.1f}% | "
               f"{r['diversity']:.3f} | {r['frechet']:.2f} | {r['seconds']:.0f} |"
               for r in rows]  # fmt: skip
     lines += ["", "Diversity of real data (same feature net): " + ", ".join(
