@@ -100,8 +100,38 @@ def score(images: torch.Tensor, real_features: torch.Tensor) -> dict:
     return dict(validity=checks["validity"], coverage_tv=checks["coverage"], frechet=fd)
 
 
+def sample_side(folder: str, n: int, steps: int) -> tuple[torch.Tensor, dict]:
+    """`n` DDIM samples of one side (EMA weights, seed 0) and their cost, cached in the run folder
+    (lvp_samples.safetensors + lvp_cost.json) so each side can be sampled right after training."""
+    from safetensors.torch import load_file, save_file
+
+    import hwaksan as hk
+
+    cache, cost_file = Path(folder) / "lvp_samples.safetensors", Path(folder) / "lvp_cost.json"
+    if cost_file.exists():
+        cost = json.loads(cost_file.read_text())
+        if cost["n"] == n and cost["steps"] == steps:
+            return load_file(str(cache))["images"], cost
+    pipe = hk.load(folder, device="cpu")
+    flops, decoder_flops = sampling_flops(pipe, steps)
+    wall, cpu = time.perf_counter(), time.process_time()
+    images = pipe.generate(n, sampler="ddim", steps=steps, seed=0, output_type="pt")
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    cost = dict(
+        n=n, steps=steps, sample_shape=list(pipe.sample_shape),
+        gflops_per_image=round(flops / 1e9, 2), decoder_gflops=round(decoder_flops / 1e9, 2),
+        seconds_per_image=round(wall / n, 3), cpu_seconds_per_image=round(cpu / n, 3),
+        threads=torch.get_num_threads(),
+        date=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    )  # fmt: skip
+    save_file({"images": images.contiguous()}, str(cache))
+    cost_file.write_text(json.dumps(cost, indent=2))
+    print(json.dumps(cost), flush=True)
+    return images, cost
+
+
 def measure(args) -> None:
-    """Sample `--n` images from each side (DDIM-50, EMA weights, one thread) and compare."""
+    """Score each side's samples (sampling them first if not cached) against held-out renders."""
     import hwaksan as hk
     from hwaksan.data import shapes
     from hwaksan.eval.feature_extractors import extract_features
@@ -115,27 +145,20 @@ def measure(args) -> None:
     rows = [dict(model="real renders (floor)", **score(other, real_features))]
     grids = []
     for name, folder in (("pixel", args.pixel), ("latent", args.latent)):
-        pipe = hk.load(folder, device="cpu")
+        images, cost = sample_side(folder, args.n, args.steps)
         budget = json.loads((Path(folder) / "budget.json").read_text())
-        flops, decoder_flops = sampling_flops(pipe, args.steps)
-        wall, cpu = time.perf_counter(), time.process_time()
-        images = pipe.generate(args.n, sampler="ddim", steps=args.steps, seed=0, output_type="pt")
-        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
         grids.append(images[:8])
         rows.append(dict(
-            model=name, sample_shape=list(pipe.sample_shape), train_steps=budget["steps"],
-            train_minutes=round(budget["wall_s"] / 60, 1), encode_s=budget.get("encode_s", 0.0),
-            unet_params=budget["unet_params"], gflops_per_image=round(flops / 1e9, 2),
-            decoder_gflops=round(decoder_flops / 1e9, 2),
-            seconds_per_image=round(wall / args.n, 3), cpu_seconds_per_image=round(cpu / args.n, 3),
-            **score(images, real_features),
+            model=name, train_steps=budget["steps"], train_minutes=round(budget["wall_s"] / 60, 1),
+            train_cpu_minutes=round(budget["cpu_s"] / 60, 1), encode_s=budget["encode_s"],
+            unet_params=budget["unet_params"], **cost, **score(images, real_features),
         ))  # fmt: skip
         print(json.dumps(rows[-1]), flush=True)
-        if pipe.autoencoder is not None:  # the ceiling of the latent side: reconstructions
+        if name == "latent":  # the ceiling of the latent side: the autoencoder's reconstructions
+            autoencoder = hk.load(folder, device="cpu").autoencoder
             with torch.no_grad():
-                recon = pipe.autoencoder.decode(pipe.autoencoder.encode_latents(other))
-            recon_scores = score(recon.clamp(-1, 1), real_features)
-            rows.append(dict(model="autoencoder reconstructions", **recon_scores))
+                recon = autoencoder.decode(autoencoder.encode_latents(other)).clamp(-1, 1)
+            rows.append(dict(model="autoencoder reconstructions", **score(recon, real_features)))
     save_grid(torch.cat(grids), DOCS / "latent_vs_pixel_samples.png", nrow=8, scale=2)
     report(rows, args)
 
@@ -227,9 +250,17 @@ def main() -> None:
     m.add_argument("--n-real", type=int, default=1000, help="held-out renders for Frechet")
     m.add_argument("--steps", type=int, default=50, help="DDIM steps")
     m.add_argument("--threads", type=int, default=1)
+    one = sub.add_parser("sample", help="sample one side now and cache it (after training)")
+    one.add_argument("folder")
+    one.add_argument("--n", type=int, default=128)
+    one.add_argument("--steps", type=int, default=50)
+    one.add_argument("--threads", type=int, default=1)
     args = p.parse_args()
     if args.command == "train":
         train(args)
+    elif args.command == "sample":
+        torch.set_num_threads(args.threads)
+        sample_side(args.folder, args.n, args.steps)
     else:
         measure(args)
 
