@@ -127,7 +127,7 @@ def main() -> None:
                                     scale=scale, n=len(prompts), **scores))  # fmt: skip
                 print(_table(results[-1:])[-1], flush=True)
             name = Path(str(model)).name
-            _family_grid(rows, prompts, Path(args.grids) / f"t2i_{name}_{family}.png")
+            _family_grid(rows, prompts, Path(args.grids) / f"{name}_{family}.png")
     lines = [
         f"# Prompt score: {args.n} prompts per family, one image each, DDIM-{args.steps}, seed 0"
         + (", bf16 autocast" if args.bf16 else ""),
