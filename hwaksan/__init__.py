@@ -8,6 +8,7 @@ from hwaksan.diffusion import NoiseSchedule, ScheduleConfig, nll_bits_per_dim
 from hwaksan.nets import UNet, UNetConfig
 from hwaksan.nets.autoencoder import AutoencoderKL, VQModel, load_autoencoder
 from hwaksan.nets.classifier import NoisyClassifier, load_classifier
+from hwaksan.nets.text import MiniCLIP, TextEncoding, build_text_encoder, load_text_encoder
 from hwaksan.pipeline import Pipeline, load
 from hwaksan.sampling import ddim_invert, sample, slerp
 
@@ -25,6 +26,10 @@ __all__ = [
     "load_autoencoder",
     "NoisyClassifier",
     "load_classifier",
+    "MiniCLIP",
+    "TextEncoding",
+    "build_text_encoder",
+    "load_text_encoder",
     "__version__",
     "nll_bits_per_dim",
     "ddim_invert",
