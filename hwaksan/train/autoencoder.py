@@ -70,13 +70,16 @@ class AutoencoderRecipe(Recipe):
     def gan_on(self, step: int) -> bool:
         return self.discriminator is not None and step >= self.losses.disc_start
 
-    def reconstruction_loss(self, x: torch.Tensor, recon: torch.Tensor) -> torch.Tensor:
-        """Mean L1 per pixel plus the perceptual distance (both per image, then averaged)."""
-        rec = (x - recon).abs().mean()
-        if self.perceptual is not None and self.losses.perceptual_weight > 0:
-            self.perceptual.to(x.device)
-            rec = rec + self.losses.perceptual_weight * self.perceptual(x, recon).mean()
-        return rec
+    def reconstruction_loss(
+        self, x: torch.Tensor, recon: torch.Tensor
+    ) -> tuple[torch.Tensor, dict]:
+        """Mean L1 per pixel plus the weighted perceptual distance (averaged over images)."""
+        l1 = (x - recon).abs().mean()
+        if self.perceptual is None or self.losses.perceptual_weight == 0:
+            return l1, {"l1": float(l1.detach())}
+        perceptual = self.perceptual.to(x.device)(x, recon).mean()
+        rec = l1 + self.losses.perceptual_weight * perceptual
+        return rec, {"l1": float(l1.detach()), "perceptual": float(perceptual.detach())}
 
     def loss(self, model: nn.Module, batch, step: int) -> tuple[torch.Tensor, dict[str, float]]:
         x = batch["image"]
@@ -84,15 +87,18 @@ class AutoencoderRecipe(Recipe):
         if self.is_vq:
             recon, q = model(x)
             z, reg = q.z_q, self.losses.codebook_weight * q.loss
-            logs.update(vq_loss=float(q.loss.detach()), perplexity=float(q.perplexity))
+            codes_used = q.indices.unique().numel() / self.model.quantize.num_embeddings
+            logs.update(vq_loss=float(q.loss.detach()), perplexity=float(q.perplexity),
+                        codes_used=codes_used)  # fmt: skip
         else:
             recon, posterior = model(x)
             z = posterior.mean
             kl = posterior.kl().mean() / x[0].numel()  # KL per pixel
             reg = self.losses.kl_weight * kl
             logs.update(kl=float(kl.detach()))
-        rec = self.reconstruction_loss(x, recon)
+        rec, parts = self.reconstruction_loss(x, recon)
         loss = rec + reg
+        logs.update(parts)
         logs.update(rec=float(rec.detach()), g_loss=0.0, d_weight=0.0)  # GAN columns from step 1
         if self.gan_on(step):
             self.discriminator.requires_grad_(False)  # the AE's backward leaves D's grads alone
@@ -124,8 +130,6 @@ class AutoencoderRecipe(Recipe):
                 logs["restarted"] = quantizer.restart_dead_codes(
                     z, self.losses.restart_threshold, self._restart_generator
                 )
-            usage = self.model.quantize.usage
-            logs["codes_used"] = float((usage > 1e-3 / len(usage)).float().mean())
         return logs
 
     def extra_state(self) -> tuple[dict[str, dict[str, torch.Tensor]], dict]:

@@ -32,13 +32,16 @@ class Quantized:
 class VectorQuantizer(nn.Module):
     """Nearest-neighbour lookup in a [K, d] codebook, with usage tracking for dead-code restarts."""
 
+    usage_decay = 0.95  # usage is an EMA over roughly the last 1 / (1 - decay) = 20 batches
+
     def __init__(self, num_embeddings: int, embedding_dim: int, commitment_cost: float = 0.25):
         super().__init__()
         self.commitment_cost = commitment_cost
         self.embedding = nn.Embedding(num_embeddings, embedding_dim)
         nn.init.uniform_(self.embedding.weight, -1.0 / num_embeddings, 1.0 / num_embeddings)
-        # exponential moving average of how often each code is picked (fraction of vectors)
-        self.register_buffer("usage", torch.full((num_embeddings,), 1.0 / num_embeddings))
+        # moving average of how often each code is picked (fraction of vectors); starts at 0, so
+        # the first restart moves every never-picked code onto the encoder's actual outputs
+        self.register_buffer("usage", torch.zeros(num_embeddings))
 
     @property
     def num_embeddings(self) -> int:
@@ -67,7 +70,7 @@ class VectorQuantizer(nn.Module):
         perplexity = torch.exp(-(probs * torch.log(probs + 1e-10)).sum())
         if self.training:
             with torch.no_grad():
-                self.usage.mul_(0.99).add_(probs, alpha=0.01)
+                self.usage.mul_(self.usage_decay).add_(probs, alpha=1 - self.usage_decay)
         return Quantized(
             z_q=z + (z_q - z).detach(),  # straight-through estimator
             indices=indices.view(B, h, w),
