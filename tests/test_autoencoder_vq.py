@@ -41,7 +41,7 @@ def test_straight_through_gradient_is_the_identity():
 def test_the_encoder_gets_the_decoders_gradient_as_if_quantization_were_identity():
     torch.manual_seed(0)
     config = AutoencoderConfig(resolution=16, channels=(8, 8, 8), norm_groups=4, num_embeddings=8)
-    model = VQModel(config)
+    model = VQModel(config).eval()  # eval: the moving-average codebook stays put between passes
     x = torch.rand(2, 3, 16, 16) * 2 - 1
     recon, _ = model(x)
     recon.square().sum().backward()  # the reconstruction path only (no VQ loss)
@@ -112,3 +112,23 @@ def test_decode_quantizes_first():
         torch.testing.assert_close(model.decode(z), from_indices)
         torch.testing.assert_close(model(x)[0], from_indices)
         assert not torch.allclose(model.decoder(z), from_indices)  # unquantized would differ
+
+
+def test_moving_average_codebook_follows_its_assigned_vectors():
+    torch.manual_seed(0)
+    q = VectorQuantizer(4, 2, commitment_cost=0.25, decay=0.9)
+    q.embedding.weight.data = torch.tensor([[0.0, 0], [10, 10], [-10, 10], [10, -10]])
+    z = torch.tensor([[1.0, 1.0], [2.0, 0.0], [9.0, 11.0]]).T.reshape(1, 2, 3, 1)
+    out = q(z)  # vectors 0 and 1 pick code 0, vector 2 picks code 1
+    assert out.indices.flatten().tolist() == [0, 0, 1]
+    w = q.embedding.weight
+    torch.testing.assert_close(w[0], torch.tensor([1.5, 0.5]))  # the mean of its vectors
+    torch.testing.assert_close(w[1], torch.tensor([9.0, 11.0]))
+    torch.testing.assert_close(w[2:], torch.tensor([[-10.0, 10], [10, -10]]))  # unpicked: kept
+    before = torch.tensor([[0.0, 0.0], [0.0, 0.0], [10.0, 10.0]]).T.reshape(1, 2, 3, 1)
+    torch.testing.assert_close(out.loss, 0.25 * (z - before).square().mean())  # commitment only
+    assert not w.requires_grad  # no gradient, no optimizer step on the codebook
+    q.usage.fill_(1.0)
+    q.usage[3] = 0
+    q.restart_dead_codes(z, threshold=0.03)
+    assert q.cluster_size[3] == 0 and torch.cdist(w[3:4], z.reshape(2, 3).T).min() < 0.2

@@ -22,6 +22,7 @@ class AutoencoderConfig:
     # VQ only (Esser et al. 2021, eq. 4): codebook size K (its vectors have latent_channels dims)
     num_embeddings: int = 256
     commitment_cost: float = 0.25  # beta
+    codebook_decay: float = 0.99  # moving-average codebook (0: learn it by gradient, eq. 3)
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)

@@ -3,8 +3,11 @@ al. 2017): the encoder's vectors snap to the nearest of K codebook entries.
 
 Loss (van den Oord et al. 2017, eq. 3): ||sg[z_e] - z_q||^2 + beta ||z_e - sg[z_q]||^2; the
 decoder sees z_e + sg[z_q - z_e] (straight-through), so gradients reach the encoder as if
-quantization were the identity. Codes unused for a while are re-initialized to encoder outputs
-(Dhariwal et al. 2020, Jukebox, sec. 3.3: random restarts).
+quantization were the identity. With `decay` > 0 the codebook is instead a moving average of the
+vectors assigned to each code (van den Oord et al. 2017, appendix A.1; Razavi et al. 2019) and
+only the commitment term is a loss: Adam moves a code at most ~lr per step, too slow to follow an
+encoder whose outputs grow (measured here: VQ loss 13, perplexity 3). Codes unused for a while
+are re-initialized to encoder outputs (Dhariwal et al. 2020, Jukebox, sec. 3.3: random restarts).
 """
 
 from __future__ import annotations
@@ -34,11 +37,21 @@ class VectorQuantizer(nn.Module):
 
     usage_decay = 0.95  # usage is an EMA over roughly the last 1 / (1 - decay) = 20 batches
 
-    def __init__(self, num_embeddings: int, embedding_dim: int, commitment_cost: float = 0.25):
+    def __init__(
+        self,
+        num_embeddings: int,
+        embedding_dim: int,
+        commitment_cost: float = 0.25,
+        decay: float = 0.0,
+    ):
         super().__init__()
-        self.commitment_cost = commitment_cost
+        self.commitment_cost, self.decay = commitment_cost, decay
         self.embedding = nn.Embedding(num_embeddings, embedding_dim)
         nn.init.uniform_(self.embedding.weight, -1.0 / num_embeddings, 1.0 / num_embeddings)
+        if decay > 0:  # moving averages of each code's count and vector sum (start at zero)
+            self.embedding.weight.requires_grad_(False)
+            self.register_buffer("cluster_size", torch.zeros(num_embeddings))
+            self.register_buffer("embed_sum", torch.zeros(num_embeddings, embedding_dim))
         # moving average of how often each code is picked (fraction of vectors); starts at 0, so
         # the first restart moves every never-picked code onto the encoder's actual outputs
         self.register_buffer("usage", torch.zeros(num_embeddings))
@@ -71,12 +84,26 @@ class VectorQuantizer(nn.Module):
         if self.training:
             with torch.no_grad():
                 self.usage.mul_(self.usage_decay).add_(probs, alpha=1 - self.usage_decay)
+                if self.decay > 0:
+                    self._ema_update(flat.detach().float(), indices, counts)
+        loss = self.commitment_cost * commitment_loss
+        if self.decay == 0:
+            loss = loss + codebook_loss
         return Quantized(
             z_q=z + (z_q - z).detach(),  # straight-through estimator
             indices=indices.view(B, h, w),
-            loss=codebook_loss + self.commitment_cost * commitment_loss,
+            loss=loss,
             perplexity=perplexity,
         )
+
+    def _ema_update(self, flat: torch.Tensor, indices: torch.Tensor, counts: torch.Tensor) -> None:
+        """Each picked code moves to the moving average of its assigned vectors [N, d]."""
+        sums = torch.zeros_like(self.embed_sum).index_add_(0, indices, flat)  # (K, d)
+        self.cluster_size.mul_(self.decay).add_(counts, alpha=1 - self.decay)
+        self.embed_sum.mul_(self.decay).add_(sums, alpha=1 - self.decay)
+        live = self.cluster_size > 1e-6  # codes ever picked since their (re)start
+        weight = self.embedding.weight.data
+        weight[live] = (self.embed_sum[live] / self.cluster_size[live, None]).to(weight.dtype)
 
     @torch.no_grad()
     def restart_dead_codes(
@@ -95,6 +122,9 @@ class VectorQuantizer(nn.Module):
             self.embedding.weight.dtype
         )
         self.usage[dead] = 1.0 / self.num_embeddings  # a fresh code gets time to be picked
+        if self.decay > 0:  # forget the old averages: the next batch that picks it sets it
+            self.cluster_size[dead] = 0.0
+            self.embed_sum[dead] = 0.0
         return n
 
 
@@ -107,8 +137,9 @@ class VQModel(AutoencoderBase):
         self.config = config
         self.encoder = Encoder(config, config.latent_channels)
         self.quantize = VectorQuantizer(
-            config.num_embeddings, config.latent_channels, config.commitment_cost
-        )
+            config.num_embeddings, config.latent_channels, config.commitment_cost,
+            config.codebook_decay,
+        )  # fmt: skip
         self.decoder = Decoder(config)
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, Quantized]:
