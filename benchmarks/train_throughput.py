@@ -4,15 +4,19 @@ Same widths (64, 128, 128), two ResBlocks per level, attention at 16x16 with 4 h
 same parameter count; one AdamW training step (forward, MSE backward, update) at the same batch,
 fp32 and bf16 autocast. Steps of the two nets are interleaved and medians taken, because the
 machine is shared. Also: the fraction of the CPU's measured matmul peak each step reaches
-(FLOPs from `torch.utils.flop_counter.FlopCounterMode`, peak from a big matmul measured here).
+(FLOPs from `torch.utils.flop_counter.FlopCounterMode`; peak: the faster of a big `torch.mm`, which
+is MKL in fp32, and the same product as a 1x1 convolution, which is oneDNN). `--compile` adds
+`torch.compile` of both nets (ours channels-last), so compiled is compared with compiled too.
 
-    python benchmarks/train_throughput.py [--batch 64] [--steps 5] [--compile]
-Writes benchmarks/results/train_throughput.md.
+    python benchmarks/train_throughput.py [--batch 64] [--steps 5] [--compile] [--precisions fp32]
+Writes benchmarks/results/train_throughput.md and .json.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
+import math
 import os
 import platform
 import statistics
@@ -22,11 +26,10 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from report import write_report
 from torch.utils.flop_counter import FlopCounterMode
 
 from hwaksan.nets import UNet, UNetConfig
-
-RESULTS = Path(__file__).resolve().parent / "results" / "train_throughput.md"
 
 
 def build_pair(channels_last: bool = False) -> tuple[torch.nn.Module, torch.nn.Module]:
@@ -86,10 +89,18 @@ class Stepper:
 
 
 def matmul_peak(dtype: torch.dtype, n: int = 2048, reps: int = 5) -> float:
-    """Best-of-`reps` GFLOP/s of an n x n matmul: the CPU's practical ceiling for this dtype."""
+    """Best-of-`reps` GFLOP/s of an n x n matmul, as `torch.mm` and as a 1x1 convolution.
+
+    The faster of the two is the CPU's practical ceiling for this dtype: fp32 `torch.mm` is MKL,
+    which on AMD CPUs runs below what oneDNN (the convolutions' library) reaches.
+    """
     a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    a @ b
-    best = min(_timed(lambda: a @ b) for _ in range(reps))
+    x = a.view(n // 64, 8, 8, n).permute(0, 3, 1, 2)  # (n/64, n, 8, 8) channels-last: n rows
+    w = b.t()[:, :, None, None]  # (n, n, 1, 1)
+    best = math.inf
+    for fn in (lambda: a @ b, lambda: F.conv2d(x, w)):
+        fn()
+        best = min(best, *(_timed(fn) for _ in range(reps)))
     return 2 * n**3 / best / 1e9
 
 
@@ -133,12 +144,14 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=5, help="timed steps per variant (median)")
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--compile", action="store_true", help="also time torch.compile(ours)")
-    ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--precisions", default="fp32,bf16", help="comma list of fp32, bf16")
+    ap.add_argument("--compile", action="store_true", help="also time torch.compile of both nets")
+    ap.add_argument("--name", default="train_throughput", help="results/<name>.md and .json")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    precisions = args.precisions.split(",")
 
     load_before = os.getloadavg()
     peaks = {"fp32": [matmul_peak(torch.float32)], "bf16": [matmul_peak(torch.bfloat16)]}
@@ -146,20 +159,24 @@ def main() -> None:
     ours_cl, _ = build_pair(channels_last=True)
     ours_cl.load_state_dict(ours.state_dict())
     nets = {"hwaksan": ours, "hwaksan channels-last": ours_cl, "diffusers": theirs}
-    compile_s = None
-    if args.compile:
-        compiled = torch.compile(UNet(ours.config))
-        t0 = time.perf_counter()
-        Stepper(compiled, args.batch, False)()
-        Stepper(compiled, args.batch, True)()
-        compile_s = time.perf_counter() - t0
-        nets["hwaksan+compile"] = compiled
     steppers = {
         f"{name} {prec}": Stepper(net, args.batch, prec == "bf16")
-        for prec in ("fp32", "bf16")
+        for prec in precisions
         for name, net in nets.items()
     }
-    flops = {name: Stepper(net, 2, False).flops() * args.batch / 2 for name, net in nets.items()}
+    compile_s = {}
+    if args.compile:  # compiled twins: ours in its fastest layout, theirs as it comes
+        for name, net in (("hwaksan channels-last", ours_cl), ("diffusers", theirs)):
+            nets[f"{name}+compile"] = twin = torch.compile(copy.deepcopy(net))
+            for prec in precisions:
+                key = f"{name}+compile {prec}"
+                steppers[key] = Stepper(twin, args.batch, prec == "bf16")
+                compile_s[key] = steppers[key]()  # the first step compiles
+    flops = {
+        name: Stepper(net, 2, False).flops() * args.batch / 2
+        for name, net in nets.items()
+        if "+compile" not in name
+    }
     times = run(steppers, args.warmup, args.steps, peaks)
     load_after = os.getloadavg()
     peak = {k: max(v) for k, v in peaks.items()}
@@ -168,58 +185,68 @@ def main() -> None:
     for key, ts in times.items():
         name, prec = key.rsplit(" ", 1)  # "hwaksan channels-last bf16" -> name, "bf16"
         med = statistics.median(ts)
-        ips = args.batch / med
-        theirs_ts = times[f"diffusers {prec}"]
-        ratio = statistics.median(theirs_ts) / med
-        paired = statistics.median(b / a for a, b in zip(ts, theirs_ts))  # same-round ratios
-        best = min(theirs_ts) / min(ts)  # the least-disturbed step of each
-        frac = flops[name] / med / 1e9 / peak[prec]
-        rows.append((name, prec, med, ips, ratio, paired, best, frac, ts))
-    report(args, rows, nets, peak, flops, load_before, load_after, compile_s)
+        row = dict(net=name, precision=prec, s_per_step=med, images_per_s=args.batch / med)
+        for ref in ("diffusers", "diffusers+compile"):
+            theirs_ts = times.get(f"{ref} {prec}")
+            if theirs_ts is None:
+                continue
+            row[f"vs {ref}"] = statistics.median(theirs_ts) / med
+            row[f"vs {ref} paired"] = statistics.median(b / a for a, b in zip(ts, theirs_ts))
+        row.update(fraction_of_peak=flops[name.split("+")[0]] / med / 1e9 / peak[prec], steps=ts)
+        rows.append(row)
+    meta = dict(when=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), cpu=_cpu_name(),
+                logical_cpus=os.cpu_count(), torch=torch.__version__,
+                threads=torch.get_num_threads(), load_before=load_before, load_after=load_after,
+                batch=args.batch, steps=args.steps, warmup=args.warmup, peak_gflops=peak,
+                flops_per_step=flops, compile_s=compile_s)  # fmt: skip
+    report(args, rows, meta, nets)
 
 
-def report(args, rows, nets, peak, flops, load_before, load_after, compile_s) -> None:
+def report(args, rows, meta, nets) -> None:
     params = {k: sum(p.numel() for p in n.parameters()) for k, n in nets.items()}
-    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         "# Training throughput: hwaksan U-Net vs diffusers UNet2DModel",
         "",
-        f"- {when}; {_cpu_name()}, {os.cpu_count()} logical CPUs, "
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads",
-        f"- load average (1/5/15 min) before: {'/'.join(f'{v:.2f}' for v in load_before)}, "
-        f"after: {'/'.join(f'{v:.2f}' for v in load_after)} (a shared machine)",
+        f"- {meta['when']}; {meta['cpu']}, {meta['logical_cpus']} logical CPUs, "
+        f"torch {meta['torch']}, {meta['threads']} threads",
+        f"- load average (1/5/15 min) before: {'/'.join(f'{v:.2f}' for v in meta['load_before'])}"
+        f", after: {'/'.join(f'{v:.2f}' for v in meta['load_after'])} (a shared machine)",
         "- 32x32 RGB, widths (64, 128, 128), 2 ResBlocks per level, attention at 16x16 "
         "(4 heads); params: "
         + ", ".join(f"{k} {v / 1e6:.3f} M" for k, v in params.items() if "compile" not in k),
         f"- one fused-AdamW step at batch {args.batch}; median of {args.steps} interleaved steps, "
-        f"after {args.warmup} warm-up; FLOPs per step (fwd + bwd): "
-        + ", ".join(f"{k} {v / 1e9:.1f} G" for k, v in flops.items()),
-        f"- matmul peak (2048^3, best of one sample per round): fp32 {peak['fp32']:.0f} GFLOP/s, "
-        f"bf16 {peak['bf16']:.0f} GFLOP/s",
+        f"after {args.warmup} warm-up; FLOPs per step (fwd + bwd, as the nets are defined): "
+        + ", ".join(f"{k} {v / 1e9:.1f} G" for k, v in meta["flops_per_step"].items()),
+        f"- matmul peak (2048^3 as `torch.mm` and as a oneDNN 1x1 conv, the faster, best sample "
+        f"of all rounds): fp32 {meta['peak_gflops']['fp32']:.0f} GFLOP/s, "
+        f"bf16 {meta['peak_gflops']['bf16']:.0f} GFLOP/s",
         "- vs diffusers: ratio of median step times; paired: median over rounds of the ratio of "
-        "the two nets' steps in the same round; best: ratio of the fastest steps (the least "
-        "disturbed by other jobs on a shared machine)",
+        "the two nets' steps in the same round",
     ]
-    if compile_s is not None:
-        lines.append(f"- torch.compile: first fp32 + bf16 steps took {compile_s:.0f} s")
+    if meta["compile_s"]:
+        first = ", ".join(f"{k} {v:.0f} s" for k, v in meta["compile_s"].items())
+        lines.append(
+            f"- torch.compile (inductor, default mode), first step incl. compiling: {first}"
+        )
+    compiled = any("+compile" in r["net"] for r in rows)
+    extra = " vs diffusers+compile | paired |" if compiled else ""
     lines += [
         "",
-        "| net | precision | s/step | img/s | vs diffusers | paired | best | % peak | steps (s) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        f"| net | precision | s/step | img/s | vs diffusers | paired |{extra} % peak | steps (s) |",
+        "|---|---|---|---|---|---|" + ("---|---|" if compiled else "") + "---|---|",
     ]
-    for name, prec, med, ips, ratio, paired, best, frac, ts in rows:
-        steps = " ".join(f"{t:.2f}" for t in ts)
-        lines.append(
-            f"| {name} | {prec} | {med:.2f} | {ips:.1f} | {ratio:.2f}x | {paired:.2f}x "
-            f"| {best:.2f}x | {frac:.0%} | {steps} |"
-        )
-    lines.append("")
-    lines.append(f"Command: `python benchmarks/train_throughput.py --batch {args.batch} "
-                 f"--steps {args.steps}{' --compile' if args.compile else ''}`")  # fmt: skip
-    text = "\n".join(lines) + "\n"
-    print(text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
+    for r in rows:
+        cells = [r["net"], r["precision"], f"{r['s_per_step']:.2f}", f"{r['images_per_s']:.1f}"]
+        refs = ("diffusers", "diffusers+compile") if compiled else ("diffusers",)
+        for ref in refs:
+            for key in (f"vs {ref}", f"vs {ref} paired"):
+                cells.append(f"{r[key]:.2f}x" if key in r else "")
+        cells += [f"{r['fraction_of_peak']:.0%}", " ".join(f"{t:.2f}" for t in r["steps"])]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", f"Command: `python benchmarks/train_throughput.py --batch {args.batch} "
+              f"--steps {args.steps} --precisions {args.precisions}"
+              f"{' --compile' if args.compile else ''}`"]  # fmt: skip
+    write_report(args.name, lines, dict(meta=meta, rows=rows))
 
 
 if __name__ == "__main__":

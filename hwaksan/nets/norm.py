@@ -101,7 +101,8 @@ class GroupNorm(nn.GroupNorm):
         return F.group_norm(x, self.num_groups, self.weight, self.bias, self.eps)
 
     def silu(self, x: torch.Tensor) -> torch.Tensor:
-        """silu(self(x)) as one autograd node: a (B, C, H, W) map saved for backward, not three."""
-        if x.dim() != 4 or not self.affine or torch.is_autocast_enabled(x.device.type):
+        """silu(self(x)) as one autograd node that saves only x for backward (two ops save two)."""
+        plain = x.dim() != 4 or x.device.type != "cpu" or not self.affine
+        if plain or torch.is_autocast_enabled("cpu"):
             return F.silu(self(x))
         return _GroupNormSiLU.apply(x, self.weight, self.bias, self.num_groups, self.eps)
