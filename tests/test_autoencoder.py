@@ -113,3 +113,34 @@ def test_loading_errors_are_one_line(tmp_path):
     (tmp_path / "ae" / "autoencoder.safetensors").write_bytes(b"garbage")
     with pytest.raises(HwaksanError, match="not a readable safetensors"):
         load_autoencoder(tmp_path / "ae")
+
+
+def _heldout(n: int = 48):
+    from hwaksan.data import shapes
+
+    config = shapes.ShapesConfig(resolution=64)  # base world, 1-3 objects: what latents model
+    return shapes.render_batch(n, seed=2_000_003, config=config)
+
+
+def _reconstruction_scores(name: str, n: int = 48) -> tuple[float, float]:
+    """(mean PSNR in dB, fraction the detector reads as the original) on held-out scenes."""
+    from hwaksan.data import shapes
+
+    images, _ = _heldout(n)
+    model = load_autoencoder(name)
+    with torch.no_grad():
+        recon = model.decode(model.encode_latents(images)).clamp(-1, 1)
+    mse = (recon - images).square().mean((1, 2, 3)) / 4  # in [0, 1] units
+    psnr = float((10 * torch.log10(1 / mse)).mean())
+
+    def key(image):
+        return sorted((o.shape, o.color, o.size, o.position) for o in shapes.detect(image))
+
+    agree = sum(key(r) == key(x) for r, x in zip(recon, images)) / n
+    return psnr, agree
+
+
+def test_shipped_kl_autoencoder_reconstructs_held_out_scenes():
+    # benchmarks/autoencoders.py on 1,000 scenes: 35.4 dB, detector agreement 99.2%
+    psnr, agree = _reconstruction_scores("autoencoder_kl")
+    assert psnr > 33 and agree >= 0.95
