@@ -6,6 +6,7 @@
 #   bash scripts/train_shipped.sh mini_clip # the mini-CLIP text encoder (+ image tower), 32 px
 #   bash scripts/train_shipped.sh shapes_cond              # class-conditional shapes, 16x16
 #   bash scripts/train_shipped.sh digits_classifier_noisy  # noise-aware digit classifier
+#   bash scripts/train_shipped.sh shapes_t2i               # text-to-image shapes, 32 px
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
@@ -67,6 +68,21 @@ save_classifier(load_classifier(run), "hwaksan/weights/digits_classifier_noisy",
                 **info)
 print("saved hwaksan/weights/digits_classifier_noisy")
 PY
+    exit 0
+    ;;
+  shapes_t2i)
+    # Text-to-image on 1-2 object scenes (every caption phrasing of 8,000 scenes), 32 px,
+    # cross-attention at 8x8 to a frozen text encoder (TEXT_ENCODER=minilm or mini_clip),
+    # v-prediction + cosine, bf16, cosine lr; stops at 2,000 steps or 24 minutes of training.
+    enc=${TEXT_ENCODER:-minilm}
+    hwaksan train --text-encoder "$enc" --data shapes --resolution 32 --preset tiny \
+      --channels 32,64,128 --attention-resolutions 8 --steps "${STEPS:-2000}" \
+      --minutes "${MINUTES:-24}" --batch-size 64 --lr 1e-3 --warmup 100 --lr-schedule cosine \
+      --bf16 --ema-decay 0.995 --sample-every 500 --sample-steps 25 \
+      --out "runs/t2i_$enc" ${RESUME:+--resume}
+    python -c "import torch, hwaksan as hk; hk.load('runs/t2i_$enc/model').save(
+        'hwaksan/weights/shapes_t2i', dtype=torch.float16)"
+    python benchmarks/prompt_score.py --model shapes_t2i --n 100 --steps 25 --bf16
     exit 0
     ;;
   *) echo "unknown model $name" >&2; exit 2 ;;

@@ -98,3 +98,19 @@ def test_save_and_load_a_text_to_image_bundle(pipe, tmp_path):
     assert torch.equal(
         pipe.generate(2, output_type="pt", **kwargs), loaded.generate(2, output_type="pt", **kwargs)
     )
+
+
+def test_shipped_text_to_image_model_draws_the_prompted_objects():
+    """A quick look (benchmarks/prompt_score.py measures it fully, per claim and scale)."""
+    import sys
+    from pathlib import Path
+
+    from hwaksan.eval.shapes_score import prompt_score
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from prompt_score import single_prompts
+
+    pipe = load("shapes_t2i", device="cpu")
+    prompts = single_prompts(12)
+    images = pipe.generate(12, steps=20, prompt=prompts, guidance_scale=2.0, output_type="pt")
+    assert prompt_score(prompts, images)["object"] >= 0.7  # shape and color bound together
