@@ -116,7 +116,7 @@ class VectorQuantizer(nn.Module):
         if n == 0:
             return 0
         flat = z.detach().permute(0, 2, 3, 1).reshape(-1, z.shape[1]).float()  # (N, d)
-        pick = torch.randint(len(flat), (n,), generator=generator, device=flat.device)
+        pick = torch.randint(len(flat), (n,), generator=generator).to(flat.device)  # CPU draws
         noise = 0.01 * flat.std() * torch.randn(n, flat.shape[1], generator=generator)
         self.embedding.weight.data[dead] = (flat[pick] + noise.to(flat)).to(
             self.embedding.weight.dtype
