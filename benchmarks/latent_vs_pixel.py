@@ -6,9 +6,9 @@ image (seconds, and FLOPs by `torch.utils.flop_counter`, decoder included) and q
 (validity, coverage, Frechet distance). Both use one recipe: v-prediction, cosine schedule,
 batch 64, AdamW 2e-3, EMA 0.995, trailing DDIM-50.
 
-    python benchmarks/latent_vs_pixel.py train pixel --minutes 15 --out runs/lvp_pixel
+    python benchmarks/latent_vs_pixel.py train pixel --minutes 10 --out runs/lvp_pixel
     python benchmarks/latent_vs_pixel.py train latent --autoencoder autoencoder_kl \
-        --minutes 15 --out runs/lvp_latent
+        --minutes 10 --out runs/lvp_latent
     python benchmarks/latent_vs_pixel.py measure --pixel runs/lvp_pixel --latent runs/lvp_latent
 """
 
@@ -149,7 +149,7 @@ def measure(args) -> None:
         budget = json.loads((Path(folder) / "budget.json").read_text())
         grids.append(images[:8])
         rows.append(dict(
-            model=name, train_steps=budget["steps"], train_minutes=round(budget["wall_s"] / 60, 1),
+            model=name, train_steps=budget["steps"], train_minutes=budget["budget_minutes"],
             train_cpu_minutes=round(budget["cpu_s"] / 60, 1), encode_s=budget["encode_s"],
             unet_params=budget["unet_params"], **cost, **score(images, real_features),
         ))  # fmt: skip
@@ -174,7 +174,7 @@ def report(rows: list[dict], args) -> None:
         cpu_seconds=round(pixel["cpu_seconds_per_image"] / latent["cpu_seconds_per_image"], 1),
     )
     head = (
-        "| model | train steps (min) | GFLOP / image | s / image (cpu s) | validity "
+        "| model | train steps (budget, min) | GFLOP / image | s / image (cpu s) | validity "
         "| coverage TV | Frechet |"
     )
     lines = [
@@ -238,7 +238,7 @@ def main() -> None:
     t = sub.add_parser("train", help="train one side for a wall-clock budget")
     t.add_argument("space", choices=["pixel", "latent"])
     t.add_argument("--autoencoder", default="autoencoder_kl", help="latent: name or folder")
-    t.add_argument("--minutes", type=float, default=15.0)
+    t.add_argument("--minutes", type=float, default=10.0)
     t.add_argument("--max-steps", type=int, default=100_000)
     t.add_argument("--length", type=int, default=20_000, help="training images")
     t.add_argument("--out", required=True)
@@ -246,13 +246,13 @@ def main() -> None:
     m = sub.add_parser("measure", help="compare sampling cost and quality")
     m.add_argument("--pixel", default="runs/lvp_pixel")
     m.add_argument("--latent", default="runs/lvp_latent")
-    m.add_argument("--n", type=int, default=128, help="samples per model")
+    m.add_argument("--n", type=int, default=100, help="samples per model")
     m.add_argument("--n-real", type=int, default=1000, help="held-out renders for Frechet")
     m.add_argument("--steps", type=int, default=50, help="DDIM steps")
     m.add_argument("--threads", type=int, default=1)
     one = sub.add_parser("sample", help="sample one side now and cache it (after training)")
     one.add_argument("folder")
-    one.add_argument("--n", type=int, default=128)
+    one.add_argument("--n", type=int, default=100)
     one.add_argument("--steps", type=int, default=50)
     one.add_argument("--threads", type=int, default=1)
     args = p.parse_args()
