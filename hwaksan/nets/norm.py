@@ -75,8 +75,8 @@ class _GroupNormSiLU(torch.autograd.Function):
         per_group = C // ctx.groups
         scale = rstd.repeat_interleave(per_group, 1) * weight  # (B, C)
         shift = bias - mean.repeat_interleave(per_group, 1) * scale  # (B, C)
-        y = torch.addcmul(shift[:, :, None, None], x, scale[:, :, None, None])  # GroupNorm(x)
-        dy = torch.ops.aten.silu_backward(dz, y.to(dz.dtype))  # (B, C, H, W)
+        y = torch.addcmul(shift[:, :, None, None], x, scale[:, :, None, None]).to(dz.dtype)
+        dy = torch.ops.aten.silu_backward.grad_input(dz, y, grad_input=y)  # into y's memory
         if _is_channels_last(x):
             grads = _channels_last_backward(dy, x, weight, mean, rstd, ctx.groups)
         else:

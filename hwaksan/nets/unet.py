@@ -43,7 +43,7 @@ class UNetConfig:
     transformer_depth: int = 1
     norm_groups: int = 32
     use_scale_shift_norm: bool = True  # ADM's GroupNorm(h) * (1 + scale) + shift; False adds t
-    channels_last: bool = False  # memory format of weights and activations (speed, not math)
+    channels_last: bool = False  # activations' memory format (speed, not math); weights stay NCHW
 
     def __post_init__(self):
         if self.out_channels is None:
@@ -160,8 +160,6 @@ class UNet(nn.Module):
         out_channels = cfg.out_channels * (2 if cfg.learn_sigma else 1)
         self.norm_out = GroupNorm(cfg.norm_groups, c)
         self.conv_out = zero_module(nn.Conv2d(c, out_channels, 3, padding=1))
-        if cfg.channels_last:
-            self.to(memory_format=torch.channels_last)
 
     def forward(
         self,
