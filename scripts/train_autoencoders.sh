@@ -3,7 +3,7 @@
 # perceptual net their loss reads (hwaksan/weights/perceptual), then measure them. One thread each.
 #   bash scripts/train_autoencoders.sh perceptual   # the shapes perceptual net (~2 min)
 #   bash scripts/train_autoencoders.sh kl           # 1,500 steps, then resumed to 3,000 at lr 2e-4
-#   bash scripts/train_autoencoders.sh vq
+#   bash scripts/train_autoencoders.sh vq           # the same recipe with a 256-code book
 #   bash scripts/train_autoencoders.sh measure      # benchmarks/results/autoencoders.md
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,6 +25,8 @@ case "$name" in
   vq)
     hwaksan train-autoencoder --kind vq "${common[@]}" --num-embeddings 256 --steps 1500 \
       --lr 5e-4 --max-minutes 9 --out runs/ae_vq
+    hwaksan train-autoencoder --kind vq "${common[@]}" --num-embeddings 256 --steps 3000 \
+      --lr 2e-4 --out runs/ae_vq --resume --max-minutes 9
     rm -rf hwaksan/weights/autoencoder_vq && cp -r runs/ae_vq/model hwaksan/weights/autoencoder_vq
     ;;
   measure)
