@@ -21,13 +21,14 @@ data's value beside it). Frechet distance: eval-net features against real images
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
-from report import write_report
+from report import RESULTS, write_report
 
 import hwaksan as hk
 from hwaksan.eval.feature_extractors import extract_features
@@ -169,16 +170,26 @@ def main() -> None:
     p.add_argument("--digits-classifier", default="digits_classifier_noisy")
     p.add_argument("--shapes-classifier", default="runs/shapes_classifier_noisy/model")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--append", action="store_true", help="keep the other sweeps' saved rows")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     args.scales = [float(s) for s in args.scales.split(",")]
     args.classifier_scales = [float(s) for s in args.classifier_scales.split(",")]
     rows, references = [], {}
+    if args.append:  # keep the sweeps of an earlier run that this one does not redo
+        previous = json.loads((RESULTS / "guidance_sweep.json").read_text())
+        redo = args.only.split(",")
+        rows = [r for r in previous["rows"] if r["sweep"] not in redo]
+        references = {k: v for k, v in previous["references"].items() if k not in redo}
     for name in args.only.split(","):
         sweep_rows, reference = run_sweep(name, args)
         rows += sweep_rows
         save_grids(reference.pop("grids"), DOCS / f"guidance_{name}.png")
         references[name] = reference
+        report(rows, references, args)  # after every sweep: a cut-short run keeps what it did
+
+
+def report(rows: list[dict], references: dict, args) -> None:
     lines = [
         f"# Guidance sweep (DDIM-{args.steps}, seed 0, n images a point, equal per class)", "",
         f"Measured {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC on {platform.machine()}, "
