@@ -56,3 +56,11 @@ def test_linear_equals_f_linear(shape, bias):
     for got, want in zip(_grads(y, params), _grads(ref, params)):
         torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
     assert list(lin.state_dict()) == list(torch.nn.Linear(12, 7, bias=bias).state_dict())
+
+
+def test_linear_under_autocast_is_the_bf16_f_linear():
+    lin, x = Linear(12, 7), torch.randn(2, 9, 12)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y, ref = lin(x), F.linear(x, lin.weight, lin.bias)
+    assert y.dtype == ref.dtype == torch.bfloat16
+    torch.testing.assert_close(y, ref)

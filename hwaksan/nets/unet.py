@@ -3,9 +3,8 @@ cross-attention to a context (Rombach et al. 2022): `UNet(UNetConfig(...))(x, t)
 
 Down path of ResBlocks (+ attention at chosen resolutions) and strided convs, a middle of
 ResBlock-attention-ResBlock, an up path that concatenates the skips; the output conv starts at
-zero. Memory format is a switch (`channels_last`): on this CPU channels-last convs are faster
-but PyTorch's channels-last GroupNorm is slower, and NCHW won overall in bf16
-(benchmarks/results/train_throughput.md).
+zero. Memory format is a switch (`channels_last`, activations only): on this CPU it won in fp32
+and NCHW won in bf16 (benchmarks/results/train_throughput.md).
 """
 
 from __future__ import annotations
