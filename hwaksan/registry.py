@@ -14,6 +14,7 @@ SHIPPED: dict[str, str] = {
     "shapes": "unconditional shapes world, one flat shape on black",
     "shapes_cond": "class-conditional shapes world (shape x color), 16 px, condition dropout 0.1",
     "digits_classifier_noisy": "noise-aware digit classifier p(y | x_t, t) for classifier guidance",
+    "shapes_ldm": "latent diffusion, 64 px shapes world, on the KL autoencoder's 4x16x16 latents",
     "shapes_t2i": "text-to-image shapes world (1-2 objects, 32 px), prompts via cross-attention",
 }
 

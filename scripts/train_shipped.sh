@@ -7,6 +7,7 @@
 #   bash scripts/train_shipped.sh shapes_cond              # class-conditional shapes, 16x16
 #   bash scripts/train_shipped.sh digits_classifier_noisy  # noise-aware digit classifier
 #   bash scripts/train_shipped.sh shapes_t2i               # text-to-image shapes, 32 px
+#   bash scripts/train_shipped.sh shapes_ldm               # latent diffusion, 64 px shapes
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
@@ -85,6 +86,19 @@ PY
     python -c "import torch, hwaksan as hk; hk.load('runs/t2i_$enc/model').save(
         'hwaksan/weights/shapes_t2i', dtype=torch.float16)"
     python benchmarks/prompt_score.py --model shapes_t2i --n 100 --steps 25 --bf16
+    exit 0
+    ;;
+  shapes_ldm)
+    # Latent diffusion on the shipped KL autoencoder (f = 4, 4x16x16 latents): the latent side of
+    # benchmarks/latent_vs_pixel.py, 10 wall-clock minutes on one thread (encoding included);
+    # then the pixel side with the same budget and the comparison (table, JSON, plot).
+    bench=benchmarks/latent_vs_pixel.py
+    python $bench train latent --autoencoder autoencoder_kl --minutes "${MINUTES:-10}" \
+      --out runs/lvp_latent
+    python -c "import torch, hwaksan as hk; hk.load('runs/lvp_latent').save(
+        'hwaksan/weights/shapes_ldm', dtype=torch.float16)"
+    python $bench train pixel --minutes "${MINUTES:-10}" --out runs/lvp_pixel
+    python $bench measure --n 100
     exit 0
     ;;
   *) echo "unknown model $name" >&2; exit 2 ;;
