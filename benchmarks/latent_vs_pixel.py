@@ -25,6 +25,7 @@ import torch
 
 RESOLUTION = 64
 DOCS = Path(__file__).resolve().parent.parent / "docs"
+CACHE_FILES = ("lvp_samples.safetensors", "lvp_cost.json")  # one side's samples and their cost
 # Pixel space: four levels (64 -> 8 px), attention only at 8 px (at 32 px it would dominate).
 PIXEL_UNET = dict(channels=(32, 64, 64, 128), attention_resolutions=(8,), channels_last=True)
 # Latent space (16 px for f = 4, 8 px for f = 8): the shipped 16 px shapes model's tiny U-Net.
@@ -39,6 +40,8 @@ def train(args) -> None:
     from hwaksan.train.run import DiffusionRun, run_diffusion
 
     torch.set_num_threads(args.threads)
+    for stale in CACHE_FILES:  # samples of an earlier model in this folder
+        (Path(args.out) / stale).unlink(missing_ok=True)
     data = shapes_data(RESOLUTION, length=args.length, seed=0)  # rendering: outside the budget
     start_wall, start_cpu = time.perf_counter(), time.process_time()
     latent = args.space == "latent"
@@ -107,7 +110,7 @@ def sample_side(folder: str, n: int, steps: int) -> tuple[torch.Tensor, dict]:
 
     import hwaksan as hk
 
-    cache, cost_file = Path(folder) / "lvp_samples.safetensors", Path(folder) / "lvp_cost.json"
+    cache, cost_file = (Path(folder) / name for name in CACHE_FILES)
     if cost_file.exists():
         cost = json.loads(cost_file.read_text())
         if cost["n"] == n and cost["steps"] == steps:
