@@ -102,6 +102,8 @@ def test_recipe_learns_digits_and_noise_makes_the_task_harder(tmp_path):
     assert result.step == 200
     assert accuracy[0] > 0.6
     assert accuracy[0] - accuracy[900] > 0.3
+    alphas = hk.NoiseSchedule.cosine(1000).sqrt_alphas_cumprod.float()
+    assert torch.equal(load_classifier(tmp_path / "run" / "model").input_scale, alphas)
     saved = json.loads((tmp_path / "run" / "model" / "config.json").read_text())
     assert saved["config"]["schedule"]["beta_schedule"] == "cosine"
     assert saved["heldout_accuracy"]["0"] == accuracy[0]
@@ -118,3 +120,26 @@ def test_cli_trains_a_classifier_folder_and_rejects_bad_widths(tmp_path):
     assert load_classifier(out / "model").config.num_classes == 10
     bad = runner.invoke(main, ["train-classifier", "--channels", "8,x", "--out", str(out)])
     assert bad.exit_code == 2 and "must be widths" in bad.output
+
+
+def test_input_is_scaled_by_alpha_t_so_no_noise_level_without_signal_has_a_gradient():
+    """x_t is read as alpha_t x_t (linearly between entries for fractional t): at t = T - 1 of a
+    cosine schedule (alpha ~ 1e-4) the gradient of log p(y | x_t) is ~1e4 times smaller than the
+    same network's without the scale."""
+    net = NoisyClassifier(_config()).eval()
+    torch.nn.init.normal_(net.head.weight)
+    x = torch.randn(2, 1, 8, 8)
+    half = net.scaled_input(x, torch.tensor([0.5, 0.5]))
+    net.input_scale.copy_(hk.NoiseSchedule.cosine(1000).sqrt_alphas_cumprod.float())
+    torch.testing.assert_close(half, x)  # all ones before the recipe sets it
+    mid = (net.input_scale[10] + net.input_scale[11]) / 2
+    torch.testing.assert_close(net.scaled_input(x, torch.tensor([10.5, 10.5])), x * mid)
+
+    def grad_norm(t: int) -> float:
+        x_in = x.clone().requires_grad_(True)
+        net(x_in, torch.tensor([t, t])).log_softmax(-1)[:, 0].sum().backward()
+        return float(x_in.grad.norm())
+
+    scaled = grad_norm(999)
+    net.input_scale.fill_(1.0)
+    assert scaled < 1e-3 * grad_norm(999)

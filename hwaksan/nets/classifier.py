@@ -5,6 +5,11 @@ trunk of the UNet model with an attention pool at the 8x8 layer"), built from th
 parts: time embedding, ResBlocks that hear t, self-attention, strided-conv downsampling. Here the
 head is GroupNorm-SiLU-global-average-pool-linear. Its gradient steers sampling
 (`hwaksan.sampling.classifier_guidance`).
+
+The input is x_t times `input_scale[t]`, set to alpha_t = sqrt(alphas_cumprod[t]) by the recipe:
+x_t holds alpha_t x0 and nothing else about y, so the gradient of a true log p(y | x_t) shrinks
+with alpha_t; built in, a spurious gradient at t ~ T (alpha ~ 1e-4 on a cosine schedule) cannot
+be blown up by the sampler's first step, which multiplies any eps error by ~sigma/alpha.
 """
 
 from __future__ import annotations
@@ -97,12 +102,22 @@ class NoisyClassifier(nn.Module):
                 res //= 2
         self.norm_out = GroupNorm(cfg.norm_groups, c)
         self.head = nn.Linear(c, cfg.num_classes)
+        T = (cfg.schedule or {}).get("num_train_timesteps", 1000)
+        self.register_buffer("input_scale", torch.ones(T))  # alpha_t; saved with the weights
+
+    def scaled_input(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """x * input_scale[t], read linearly between entries for fractional t (Euler/Heun)."""
+        t = t.to(self.input_scale.device).float().clamp(0, len(self.input_scale) - 1)
+        low = t.floor().long().clamp(max=len(self.input_scale) - 2)
+        w = t - low
+        scale = (1 - w) * self.input_scale[low] + w * self.input_scale[low + 1]  # (B,)
+        return x * scale.to(x.dtype)[:, None, None, None]
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """x (B, C, H, W), t (B,) long or float -> logits (B, num_classes)."""
         t = t.reshape(-1).expand(x.shape[0])  # (B,)
         emb = F.silu(self.time_embedding(t))  # (B, E)
-        h = self.conv_in(x)  # (B, C0, H, W)
+        h = self.conv_in(self.scaled_input(x, t))  # (B, C0, H, W)
         for block in self.blocks:
             h = block(h, emb) if isinstance(block, ResBlock) else block(h)  # (B, C, h, w)
         h = F.silu(self.norm_out(h)).mean(dim=(2, 3))  # (B, C_last): global average pool

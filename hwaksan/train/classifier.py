@@ -33,6 +33,8 @@ class ClassifierRecipe(Recipe):
 
     def __init__(self, model: NoisyClassifier, schedule: NoiseSchedule) -> None:
         self.model, self.schedule = model, schedule
+        with torch.no_grad():  # the classifier reads alpha_t x_t (see hwaksan.nets.classifier)
+            model.input_scale.copy_(schedule.sqrt_alphas_cumprod.float())
 
     def loss(self, model: nn.Module, batch: dict, step: int) -> tuple[torch.Tensor, dict]:
         x0, labels = batch["image"], batch["class_id"].to(batch["image"].device)
