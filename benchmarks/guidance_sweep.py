@@ -9,7 +9,8 @@ with the model's trailing spacing, seed 0:
   classifier `digits_classifier_noisy`, classifier_scale = s.
 - shapes_cfg: the shipped class-conditional `shapes_cond` (class: shape x color), guidance_scale s.
 - shapes_classifier: the shipped unconditional `shapes` model steered by a noise-aware shapes
-  classifier (`--shapes-classifier`, trained by `hwaksan train-classifier --data shapes`).
+  classifier (`--shapes-classifier`; made by `hwaksan train-classifier --data shapes
+  --resolution 16 --steps 2500 --batch-size 64 --lr 1e-3 --out runs/shapes_classifier_noisy`).
 Accuracy: digits read by the eval digit classifier; shapes by the analytic detector (the image
 must parse as one clean object of the requested shape and color). Diversity: mean pairwise L2
 distance of eval-net features between images of the same class, averaged over classes (real
