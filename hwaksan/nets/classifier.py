@@ -14,7 +14,6 @@ be blown up by the sampler's first step, which multiplies any eps error by ~sigm
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,14 +24,17 @@ import torch.nn.functional as F
 
 from hwaksan.errors import HwaksanError
 from hwaksan.nets.attention import AttentionBlock
+from hwaksan.nets.config import JSONConfig
 from hwaksan.nets.embeddings import TimestepEmbedding
 from hwaksan.nets.norm import GroupNorm
 from hwaksan.nets.resnet import Downsample, ResBlock
 
 
 @dataclass
-class NoisyClassifierConfig:
+class NoisyClassifierConfig(JSONConfig):
     """The classifier's shape, and the noise schedule its inputs x_t were drawn from."""
+
+    config_name = "classifier"
 
     in_channels: int = 3
     resolution: int = 32  # H == W of the inputs
@@ -44,18 +46,6 @@ class NoisyClassifierConfig:
     norm_groups: int = 8
     dropout: float = 0.0
     schedule: dict | None = None  # ScheduleConfig as a dict: what "t" means to this classifier
-
-    def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> NoisyClassifierConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise HwaksanError(f"unknown classifier config keys {unknown}; known: {sorted(known)}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
     def validate(self) -> None:
         """Raise HwaksanError, saying why, when this shape cannot be built."""

@@ -9,7 +9,6 @@ and NCHW won in bf16 (benchmarks/results/train_throughput.md).
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -18,6 +17,7 @@ import torch.nn.functional as F
 
 from hwaksan.errors import HwaksanError
 from hwaksan.nets.attention import AttentionBlock
+from hwaksan.nets.config import JSONConfig
 from hwaksan.nets.embeddings import ClassEmbedding, TimestepEmbedding
 from hwaksan.nets.norm import GroupNorm
 from hwaksan.nets.resnet import Downsample, ResBlock, Upsample, zero_module
@@ -25,8 +25,10 @@ from hwaksan.nets.transformer import SpatialTransformer
 
 
 @dataclass
-class UNetConfig:
+class UNetConfig(JSONConfig):
     """Everything that decides the U-Net's shape; stored beside its weights as JSON."""
+
+    config_name = "UNet"
 
     in_channels: int = 3
     out_channels: int | None = None  # None: the same as in_channels
@@ -47,18 +49,6 @@ class UNetConfig:
     def __post_init__(self):
         if self.out_channels is None:
             self.out_channels = self.in_channels
-
-    def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> UNetConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise HwaksanError(f"unknown UNet config keys {unknown}; known: {sorted(known)}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
     @property
     def resolutions(self) -> list[int]:

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 from hwaksan.errors import HwaksanError
+from hwaksan.nets.config import JSONConfig
 
 
 @dataclass
-class AutoencoderConfig:
+class AutoencoderConfig(JSONConfig):
     """Encoder/decoder shape (Esser et al. 2021; Rombach et al. 2022, appendix G), KL or VQ."""
+
+    config_name = "autoencoder"
 
     in_channels: int = 3
     resolution: int = 64  # H == W of the images it is built for
@@ -23,18 +25,6 @@ class AutoencoderConfig:
     num_embeddings: int = 256
     commitment_cost: float = 0.25  # beta
     codebook_decay: float = 0.99  # moving-average codebook (0: learn it by gradient, eq. 3)
-
-    def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> AutoencoderConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise HwaksanError(f"unknown autoencoder config keys {unknown}; known: {sorted(known)}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
     @property
     def downsample_factor(self) -> int:
