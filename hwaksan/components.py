@@ -9,6 +9,7 @@ own weights, e.g. from an installed package) is rebuilt from its config alone.
 from __future__ import annotations
 
 import importlib
+import json
 from pathlib import Path
 
 import torch
@@ -28,6 +29,23 @@ CLASSES: dict[str, str] = {
     "HFCLIPTextEncoder": "hwaksan.nets.text.hf_clip:HFCLIPTextEncoder",
     "NoisyClassifier": "hwaksan.nets.classifier:NoisyClassifier",
 }
+
+
+def read_folder_config(folder: Path, model_kind: str, what: str, format_version: int = 1) -> dict:
+    """`folder/config.json`, checked to describe `what` (its "model_kind") in a format version
+    this hwaksan reads; one-line errors otherwise."""
+    path = folder / "config.json"
+    if not path.exists():
+        raise HwaksanError(f"{folder} is not {what} folder: config.json is missing")
+    try:
+        config = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise HwaksanError(f"{path} is not valid JSON ({e})") from e
+    if not isinstance(config, dict) or config.get("model_kind") != model_kind:
+        raise HwaksanError(f"{path} is not {what} config (its model_kind is not {model_kind!r})")
+    if config.get("format_version", 0) > format_version:
+        raise HwaksanError(f"{path} was written by a newer hwaksan; upgrade to load it")
+    return config
 
 
 def component_class(name: str) -> type[nn.Module]:

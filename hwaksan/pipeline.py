@@ -24,6 +24,7 @@ from hwaksan.components import (
     component_spec,
     has_weights,
     load_weights,
+    read_folder_config,
     save_weights,
 )
 from hwaksan.diffusion.schedule import NoiseSchedule
@@ -386,19 +387,8 @@ def load(
 
 def read_config(folder: Path) -> dict:
     """config.json of a model folder, checked to be one of ours and of a version we read."""
+    config = read_folder_config(folder, MODEL_KIND, "a hwaksan model", FORMAT_VERSION)
     path = folder / "config.json"
-    if not path.exists():
-        raise HwaksanError(f"{folder} is not a hwaksan model folder: config.json is missing")
-    try:
-        config = json.loads(path.read_text())
-    except (ValueError, UnicodeDecodeError) as e:
-        raise HwaksanError(f"{path} is not valid JSON ({e})") from e
-    if not isinstance(config, dict) or config.get("model_kind") != MODEL_KIND:
-        raise HwaksanError(
-            f"{path} is not a hwaksan model config (its model_kind is not {MODEL_KIND!r})"
-        )
-    if config.get("format_version", 0) > FORMAT_VERSION:
-        raise HwaksanError(f"{path} was written by a newer hwaksan; upgrade to load it")
     missing = [k for k in ("unet", "schedule", "prediction_type", "image_shape") if k not in config]
     if missing:
         raise HwaksanError(f"{path} lacks {', '.join(missing)}")

@@ -55,8 +55,8 @@ def test_folder_round_trip_gives_the_same_logits(tmp_path):
 
 
 def test_bad_classifier_folders_are_one_line_errors(tmp_path):
-    with pytest.raises(HwaksanError, match="cannot read"):
-        load_classifier(tmp_path)  # no config.json
+    with pytest.raises(HwaksanError, match="config.json is missing"):
+        load_classifier(tmp_path)
     (tmp_path / "config.json").write_text(json.dumps({"model_kind": "hwaksan.diffusion"}))
     with pytest.raises(HwaksanError, match="not a noise-aware classifier"):
         load_classifier(tmp_path)

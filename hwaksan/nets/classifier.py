@@ -140,17 +140,12 @@ def load_classifier(
 ) -> NoisyClassifier:
     """A noise-aware classifier from a shipped name ("digits_classifier_noisy") or a folder, in
     eval mode and frozen (guidance differentiates it with respect to x_t only)."""
-    from hwaksan.components import load_weights
+    from hwaksan.components import load_weights, read_folder_config
     from hwaksan.registry import resolve
 
     folder = resolve(name_or_path)
     path = folder / "config.json"
-    try:
-        saved = json.loads(path.read_text())
-    except (OSError, ValueError, UnicodeDecodeError) as e:
-        raise HwaksanError(f"{folder} is not a classifier folder: cannot read {path} ({e})") from e
-    if not isinstance(saved, dict) or saved.get("model_kind") != MODEL_KIND:
-        raise HwaksanError(f"{path} is not a noise-aware classifier (model_kind {MODEL_KIND!r})")
+    saved = read_folder_config(folder, MODEL_KIND, "a noise-aware classifier")
     try:
         classifier = NoisyClassifier(NoisyClassifierConfig.from_dict(saved["config"]))
     except (TypeError, ValueError, KeyError) as e:

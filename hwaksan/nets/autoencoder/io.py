@@ -10,7 +10,13 @@ from pathlib import Path
 
 import torch
 
-from hwaksan.components import build_component, component_spec, load_weights, save_weights
+from hwaksan.components import (
+    build_component,
+    component_spec,
+    load_weights,
+    read_folder_config,
+    save_weights,
+)
 from hwaksan.errors import HwaksanError
 from hwaksan.registry import WEIGHTS_DIR
 
@@ -64,20 +70,7 @@ def resolve_autoencoder(name_or_path: str | Path) -> Path:
 
 def read_autoencoder_config(folder: Path) -> dict:
     """config.json of an autoencoder folder, checked to be one."""
-    path = folder / "config.json"
-    if not path.exists():
-        raise HwaksanError(f"{folder} is not an autoencoder folder: config.json is missing")
-    try:
-        config = json.loads(path.read_text())
-    except ValueError as e:
-        raise HwaksanError(f"{path} is not valid JSON ({e})") from e
-    if not isinstance(config, dict) or config.get("model_kind") != MODEL_KIND:
-        raise HwaksanError(
-            f"{path} is not an autoencoder config (model_kind is not {MODEL_KIND!r})"
-        )
-    if config.get("format_version", 0) > FORMAT_VERSION:
-        raise HwaksanError(f"{path} was written by a newer hwaksan; upgrade to read it")
-    return config
+    return read_folder_config(folder, MODEL_KIND, "an autoencoder", FORMAT_VERSION)
 
 
 def load_autoencoder(name_or_path: str | Path, device: str | torch.device = "cpu"):
