@@ -75,12 +75,12 @@ PY
     ;;
   shapes_t2i)
     # Text-to-image on 1-2 object scenes (every caption phrasing of 8,000 scenes), 32 px,
-    # cross-attention at 8x8 to a frozen text encoder (TEXT_ENCODER=minilm or mini_clip),
-    # v-prediction + cosine, bf16, cosine lr; stops at 2,000 steps or 24 minutes of training.
-    enc=${TEXT_ENCODER:-minilm}
+    # cross-attention at 8x8 to a frozen text encoder (TEXT_ENCODER=mini_clip or minilm),
+    # v-prediction + cosine, bf16, cosine lr; stops at 1,886 steps or 23 minutes of training.
+    enc=${TEXT_ENCODER:-mini_clip}
     hwaksan train --text-encoder "$enc" --data shapes --resolution 32 --preset tiny \
-      --channels 32,64,128 --attention-resolutions 8 --steps "${STEPS:-2000}" \
-      --minutes "${MINUTES:-24}" --batch-size 64 --lr 1e-3 --warmup 100 --lr-schedule cosine \
+      --channels 32,64,128 --attention-resolutions 8 --steps "${STEPS:-1886}" \
+      --minutes "${MINUTES:-23}" --batch-size 64 --lr 1e-3 --warmup 100 --lr-schedule cosine \
       --bf16 --ema-decay 0.995 --sample-every 500 --sample-steps 25 \
       --out "runs/t2i_$enc" ${RESUME:+--resume}
     python -c "import torch, hwaksan as hk; hk.load('runs/t2i_$enc/model').save(
