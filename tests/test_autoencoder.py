@@ -147,9 +147,9 @@ def test_shipped_kl_autoencoder_reconstructs_held_out_scenes():
 
 
 def test_shipped_vq_autoencoder_reconstructs_held_out_scenes_with_a_used_codebook():
-    # benchmarks/autoencoders.py on 1,000 scenes: 33.8 dB, agreement 96.7%, 256/256 codes used
+    # benchmarks/autoencoders.py on 1,000 scenes: 34.6 dB, agreement 98.8%, 256/256 codes used
     psnr, agree = _reconstruction_scores("autoencoder_vq")
-    assert psnr > 32 and agree >= 0.9
+    assert psnr > 33 and agree >= 0.95
     images, _ = _heldout(16)
     model = load_autoencoder("autoencoder_vq")
     with torch.no_grad():
