@@ -385,10 +385,35 @@ def load(
     )
 
 
+# what other hwaksan folders hold, and how to load them
+_OTHER_KINDS = {
+    "hwaksan.classifier": (
+        "a noise-aware classifier",
+        "load it with hk.load_classifier, or guide a model with hk.load(model, classifier=...)",
+    ),
+    "hwaksan.autoencoder": ("an autoencoder", "load it with hk.load_autoencoder"),
+    "hwaksan.mini_clip": ("a mini-CLIP", "load it with hk.load_text_encoder"),
+}
+
+
+def _saved_kind(path: Path) -> str | None:
+    try:
+        return json.loads(path.read_text()).get("model_kind")
+    except (OSError, ValueError, UnicodeDecodeError, AttributeError):
+        return None
+
+
 def read_config(folder: Path) -> dict:
     """config.json of a model folder, checked to be one of ours and of a version we read."""
-    config = read_folder_config(folder, MODEL_KIND, "a hwaksan model", FORMAT_VERSION)
     path = folder / "config.json"
+    try:
+        config = read_folder_config(folder, MODEL_KIND, "a hwaksan model", FORMAT_VERSION)
+    except HwaksanError as e:
+        kind = _saved_kind(path)
+        if kind in _OTHER_KINDS:
+            what, how = _OTHER_KINDS[kind]
+            raise HwaksanError(f"{folder} holds {what}, not a diffusion model; {how}") from e
+        raise
     missing = [k for k in ("unet", "schedule", "prediction_type", "image_shape") if k not in config]
     if missing:
         raise HwaksanError(f"{path} lacks {', '.join(missing)}")

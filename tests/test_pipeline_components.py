@@ -160,3 +160,11 @@ def test_prompts_and_guidance_need_a_model_that_takes_them():
         pipe.generate(1, guidance_scale=2.0)
     with pytest.raises(HwaksanError, match="needs a classifier"):
         pipe.generate(1, classifier_scale=2.0, class_labels=[0])
+
+
+def test_loading_another_kind_of_folder_says_what_it_is_and_how_to_load_it(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"model_kind": "hwaksan.autoencoder"}))
+    with pytest.raises(HwaksanError, match="holds an autoencoder.*hk.load_autoencoder"):
+        hk.load(tmp_path)
+    with pytest.raises(HwaksanError, match="holds a noise-aware classifier.*hk.load_classifier"):
+        hk.load("digits_classifier_noisy")
