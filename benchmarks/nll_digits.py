@@ -21,7 +21,7 @@ from report import write_report
 
 import hwaksan as hk
 from hwaksan.cli.nll import heldout_images
-from hwaksan.pipeline import load
+from hwaksan.model_folder import load
 
 
 def main() -> None:

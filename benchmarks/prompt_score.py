@@ -101,7 +101,7 @@ def _table(results: list[dict]) -> list[str]:
 
 
 def main() -> None:
-    from hwaksan.pipeline import load
+    from hwaksan.model_folder import load
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", action="append", help="a model folder or shipped name (repeat)")

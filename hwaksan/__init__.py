@@ -5,11 +5,12 @@ The public API (see ARCHITECTURE.md): `NoiseSchedule`, `sample`, `ddim_invert`, 
 """
 
 from hwaksan.diffusion import NoiseSchedule, ScheduleConfig, nll_bits_per_dim
+from hwaksan.model_folder import load
 from hwaksan.nets import UNet, UNetConfig
 from hwaksan.nets.autoencoder import AutoencoderKL, VQModel, load_autoencoder
 from hwaksan.nets.classifier import NoisyClassifier, load_classifier
 from hwaksan.nets.text import MiniCLIP, TextEncoding, build_text_encoder, load_text_encoder
-from hwaksan.pipeline import Pipeline, load
+from hwaksan.pipeline import Pipeline
 from hwaksan.sampling import ddim_invert, sample, slerp
 
 __version__ = "0.1.0"

@@ -11,8 +11,9 @@ from torch import nn
 from hwaksan import components
 from hwaksan.diffusion.schedule import NoiseSchedule
 from hwaksan.errors import HwaksanError
+from hwaksan.model_folder import load
 from hwaksan.nets import build_unet
-from hwaksan.pipeline import Pipeline, load
+from hwaksan.pipeline import Pipeline
 from hwaksan.sampling import sample
 
 

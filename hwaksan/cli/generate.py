@@ -24,7 +24,7 @@ def command(prompts, model, n, negative_prompt, guidance_scale, sampler, steps, 
 
     hwaksan generate "a red circle to the left of a blue square" -n 8 --out grid.png
     """
-    from hwaksan.pipeline import load
+    from hwaksan.model_folder import load
     from hwaksan.train.grid import save_grid
 
     if n < 1:

@@ -57,7 +57,7 @@ def command(model, data, n, batch_size, batch_of_t, variance, seed, as_json) -> 
     from tqdm.auto import tqdm
 
     from hwaksan.diffusion.likelihood import nll_bits_per_dim
-    from hwaksan.pipeline import load
+    from hwaksan.model_folder import load
 
     if min(n, batch_size, batch_of_t) < 1:
         raise HwaksanError("-n, --batch-size and --batch-of-t must be at least 1")

@@ -26,7 +26,7 @@ def command(
     classifier, scale, out,
 ) -> None:  # fmt: skip
     """Sample MODEL (a folder, a training --out folder, or a shipped name) into a grid."""
-    from hwaksan.pipeline import load
+    from hwaksan.model_folder import load
     from hwaksan.train.grid import save_grid
 
     if n < 1:
