@@ -5,6 +5,7 @@ Saving and loading it as a folder lives in `hwaksan.model_folder`.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -94,13 +95,14 @@ class Pipeline:
         cond, uncond = self._conditioning(n, labels, prompt, negative_prompt)
         generator = torch.Generator().manual_seed(seed)
         x_T = torch.randn((n, *self.sample_shape), generator=generator)
+        guide = self._classifier_guide(classifier_scale, labels, sampler, steps)
         chunks = []
         for start in range(0, n, batch_size):
             part = slice(start, start + batch_size)
             x = x_T[part].to(self.device)
             model = self._denoiser(
-                guidance_scale, classifier_scale, {k: v[part] for k, v in uncond.items()},
-                None if labels is None else labels[part], sampler, steps,
+                guidance_scale, {k: v[part] for k, v in uncond.items()},
+                guide, None if labels is None else labels[part],
             )  # fmt: skip
             latents = sample(
                 model, tuple(x.shape), schedule=self.schedule, sampler=sampler, steps=steps,
@@ -175,7 +177,7 @@ class Pipeline:
             "context_mask": encoding.attention_mask[rows].to(self.device),  # (n, L)
         }
 
-    def _denoiser(self, guidance_scale, classifier_scale, uncond: dict, labels, sampler, steps):
+    def _denoiser(self, guidance_scale, uncond: dict, guide, labels):
         """The network as the sampler calls it: mean half only, guided if asked."""
         from hwaksan.sampling.denoiser import mean_prediction
         from hwaksan.sampling.guidance import classifier_free_guidance
@@ -185,13 +187,14 @@ class Pipeline:
             if not uncond:
                 raise HwaksanError("guidance_scale needs a class-conditional or text model")
             model = classifier_free_guidance(model, guidance_scale, uncond)
-        if classifier_scale:
-            model = self._classifier_guidance(model, classifier_scale, labels, sampler, steps)
-        return model
+        return model if guide is None else guide(model, class_labels=labels)
 
-    def _classifier_guidance(self, model, classifier_scale, labels, sampler: str, steps: int):
-        """`model` steered by the attached classifier's gradient toward `labels` (Dhariwal &
-        Nichol 2021): the mean-shift form for ancestral DDPM, the eps form for the others."""
+    def _classifier_guide(self, classifier_scale, labels, sampler: str, steps: int):
+        """`guide(model, class_labels=...)`: `model` steered toward the labels by the attached
+        classifier's gradient (Dhariwal & Nichol 2021) — the mean-shift form for ancestral DDPM,
+        the eps form for the others. None without a classifier_scale. Checked once, up front."""
+        if not classifier_scale:
+            return None
         from hwaksan.sampling.classifier_guidance import classifier_guidance
         from hwaksan.sampling.timesteps import discrete_timesteps
 
@@ -199,9 +202,10 @@ class Pipeline:
         ddpm_timesteps = None
         if sampler == "ddpm":
             ddpm_timesteps = discrete_timesteps(self.schedule, steps, self.timestep_spacing)
-        return classifier_guidance(
-            model, classifier, classifier_scale, labels, schedule=self.schedule,
-            prediction_type=self.prediction_type, ddpm_timesteps=ddpm_timesteps,
+        return functools.partial(
+            classifier_guidance, classifier=classifier, classifier_scale=classifier_scale,
+            schedule=self.schedule, prediction_type=self.prediction_type,
+            ddpm_timesteps=ddpm_timesteps,
         )  # fmt: skip
 
     def save(

@@ -76,19 +76,19 @@ def run_diffusion(
         context_dim=text_encoder.hidden_size if text_encoder else None, **run.unet_overrides,
     )  # fmt: skip
     schedule = build_schedule(run.schedule, run.num_train_timesteps)
-    recipe_class, latent_args = DiffusionRecipe, {}
+    recipe_class, recipe_args = DiffusionRecipe, {}
     if latent:
         recipe_class = LatentDiffusionRecipe
-        latent_args = dict(autoencoder=latent.autoencoder, latent_scale=latent.latent_scale)
+        recipe_args = dict(autoencoder=latent.autoencoder, latent_scale=latent.latent_scale)
     if text_encoder is not None:
         recipe_class = TextDiffusionRecipe
-        latent_args = dict(text_encoder=text_encoder, captions=space.dataset.captions)
+        recipe_args = dict(text_encoder=text_encoder, captions=space.dataset.captions)
     recipe = recipe_class(
         unet, schedule, (space.channels, space.resolution, space.resolution),
         prediction_type=run.prediction_type, snr_gamma=run.snr_gamma, learn_sigma=run.learn_sigma,
         num_classes=num_classes, cond_drop_prob=run.cond_drop_prob, sampler=run.sampler,
         sample_steps=run.sample_steps, timestep_spacing=run.timestep_spacing,
-        num_samples=run.num_samples, **latent_args,
+        num_samples=run.num_samples, **recipe_args,
     )  # fmt: skip
     result = train(recipe, space.dataset, run.train)
     shapes = latent.pipeline_fields() if latent else dict(image_shape=recipe.image_shape)

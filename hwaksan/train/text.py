@@ -96,20 +96,15 @@ class Prompted(nn.Module):
 
     def __init__(self, model: nn.Module, cond: dict, uncond: dict, guidance_scale: float = 1.0):
         super().__init__()
-        self.model, self.cond, self.uncond, self.guidance_scale = (
-            model,
-            cond,
-            uncond,
-            guidance_scale,
-        )
-
-    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         from hwaksan.sampling.guidance import classifier_free_guidance
 
-        model = self.model
-        if self.guidance_scale != 1.0:
-            model = classifier_free_guidance(model, self.guidance_scale, self.uncond)
-        return model(x, t, **self.cond)
+        self.model, self.cond = model, cond  # the network stays a submodule (its parameters)
+        self.guided = None  # the guided callable, built once (None: unguided)
+        if guidance_scale != 1.0:
+            self.guided = classifier_free_guidance(model, guidance_scale, uncond)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return (self.guided or self.model)(x, t, **self.cond)
 
 
 class TextDiffusionRecipe(DiffusionRecipe):
