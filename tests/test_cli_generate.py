@@ -80,3 +80,25 @@ def test_generate_from_a_model_without_text_is_a_one_line_error(tmp_path):
         result.output.strip()
         == "error: shapes is not a text-to-image model (it has no text encoder)"
     )
+
+
+def test_train_can_grow_a_trained_model_with_context_layers(text_model, tmp_path):
+    """`--init-from` starts from the model's U-Net; `--context-layers` adds the new part."""
+    data = text_model.parent.parent / "data"
+    out = tmp_path / "grown"
+    result = CliRunner().invoke(main, [
+        "train", "--data", str(data), "--resolution", "16", "--text-encoder",
+        str(text_model.parent.parent / "clip"), "--channels", "16,32", "--context-layers", "1",
+        "--init-from", str(text_model), "--steps", "1", "--batch-size", "4", "--num-samples",
+        "0", "--out", str(out),
+    ])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "new tensors start fresh (context_encoder)" in result.output
+    config = json.loads((out / "model" / "config.json").read_text())
+    assert config["unet"]["context_layers"] == 1
+    result = CliRunner().invoke(main, [
+        "train", "--data", str(data), "--resolution", "16", "--text-encoder",
+        str(text_model.parent.parent / "clip"), "--channels", "32,64", "--init-from",
+        str(text_model), "--steps", "1", "--out", str(tmp_path / "misfit"),
+    ])  # fmt: skip
+    assert result.exit_code != 0 and "does not fit this one" in result.output

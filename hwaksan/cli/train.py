@@ -29,6 +29,18 @@ from hwaksan.train.run import SCHEDULES, DiffusionRun, run_diffusion
 @click.option("--autoencoder", default=None, help="train in its latent space: a name or folder")
 @click.option("--text-encoder", default=None,
               help="text-to-image on captions: mini_clip, minilm or a folder")  # fmt: skip
+@click.option(
+    "--context-layers",
+    type=int,
+    default=0,
+    show_default=True,
+    help="text-to-image: trainable transformer layers that re-read the prompt's tokens",
+)
+@click.option(
+    "--init-from",
+    default=None,
+    help="start from a trained model's U-Net (name or folder); new parts start fresh",
+)
 @click.option("--minutes", type=float, default=None, help="stop after this much training time")
 @click.option("--prediction-type", default="v_prediction", show_default=True,
               type=click.Choice(["epsilon", "sample", "v_prediction"]))  # fmt: skip
@@ -59,16 +71,17 @@ def command(**o) -> None:
         class_conditional=o["class_conditional"], prediction_type=o["prediction_type"],
         schedule=o["schedule"], snr_gamma=o["snr_gamma"], learn_sigma=o["learn_sigma"],
         sample_steps=o["sample_steps"], num_samples=o["num_samples"], train=config,
-        unet_overrides=_overrides(o["channels"], o["attention_resolutions"]),
-        autoencoder=o["autoencoder"],
-        text_encoder=o["text_encoder"],
+        unet_overrides=_overrides(o["channels"], o["attention_resolutions"], o["context_layers"]),
+        autoencoder=o["autoencoder"], text_encoder=o["text_encoder"], init_from=o["init_from"],
     )  # fmt: skip
     _, result = run_diffusion(run)
     click.echo(f"trained {result.step} steps; model saved to {result.out_dir / 'model'}")
 
 
-def _overrides(channels: str | None, attention_resolutions: str | None = None) -> dict:
-    overrides = {}
+def _overrides(
+    channels: str | None, attention_resolutions: str | None = None, context_layers: int = 0
+) -> dict:
+    overrides = {"context_layers": context_layers} if context_layers else {}
     for name, value, example in [
         ("channels", channels, "widths like 32,64,128"),
         ("attention_resolutions", attention_resolutions, "sizes like 16,8"),

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from hwaksan.errors import HwaksanError
 from hwaksan.nets.attention import AttentionBlock
 from hwaksan.nets.config import JSONConfig
+from hwaksan.nets.context import ContextEncoder
 from hwaksan.nets.embeddings import ClassEmbedding, TimestepEmbedding
 from hwaksan.nets.norm import GroupNorm
 from hwaksan.nets.resnet import Downsample, ResBlock, Upsample, zero_module
@@ -42,6 +43,8 @@ class UNetConfig(JSONConfig):
     context_dim: int | None = None  # not None -> transformer blocks with cross-attention
     learn_sigma: bool = False  # True -> 2 * out_channels (mean and variance interpolation v)
     transformer_depth: int = 1
+    context_layers: int = 0  # > 0: a trainable transformer re-reads the context (nets/context.py)
+    attention_positions: bool = False  # transformer blocks' image tokens are told their place
     norm_groups: int = 32
     use_scale_shift_norm: bool = True  # ADM's GroupNorm(h) * (1 + scale) + shift; False adds t
     channels_last: bool = False  # activations' memory format (speed, not math); weights stay NCHW
@@ -68,6 +71,11 @@ class UNetConfig(JSONConfig):
             raise HwaksanError(
                 f"attention resolutions {missing} are never reached: at resolution "
                 f"{self.resolution} the levels are {self.resolutions}"
+            )
+        if self.context_layers and (self.context_dim is None or self.context_dim % self.num_heads):
+            raise HwaksanError(
+                f"context_layers={self.context_layers} needs a context_dim divisible by "
+                f"num_heads={self.num_heads}, not {self.context_dim}"
             )
         for c in self.channels:
             if c % self.norm_groups or c % self.num_heads:
@@ -98,8 +106,9 @@ def _attention(cfg: UNetConfig, channels: int) -> nn.Module:
     if cfg.context_dim is None:
         return AttentionBlock(channels, cfg.num_heads, cfg.norm_groups)
     return SpatialTransformer(
-        channels, cfg.num_heads, cfg.context_dim, cfg.transformer_depth, cfg.norm_groups
-    )
+        channels, cfg.num_heads, cfg.context_dim, cfg.transformer_depth, cfg.norm_groups,
+        positions=cfg.attention_positions,
+    )  # fmt: skip
 
 
 class UNet(nn.Module):
@@ -118,6 +127,11 @@ class UNet(nn.Module):
         self.time_embedding = TimestepEmbedding(c0, embed_dim)
         self.class_embedding = (
             None if cfg.num_classes is None else ClassEmbedding(cfg.num_classes, embed_dim)
+        )
+        self.context_encoder = (
+            ContextEncoder(cfg.context_dim, cfg.context_layers, cfg.num_heads)
+            if cfg.context_layers
+            else None
         )
         self.conv_in = nn.Conv2d(cfg.in_channels, c0, 3, padding=1)
 
@@ -168,6 +182,8 @@ class UNet(nn.Module):
         elif class_labels is not None:
             raise ValueError("class_labels given to a UNet built without num_classes")
         emb = F.silu(emb)  # (B, E): every ResBlock starts its projection with SiLU
+        if context is not None and self.context_encoder is not None:
+            context = self.context_encoder(context, context_mask)  # (B, M, context_dim)
         cond = dict(context=context, context_mask=context_mask)
 
         h = self.conv_in(x)  # (B, C0, H, W)

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from torch import nn
+
 from hwaksan.diffusion.schedule import NoiseSchedule
 from hwaksan.errors import HwaksanError
 from hwaksan.pipeline import Pipeline
@@ -42,6 +44,7 @@ class DiffusionRun:
     unet_overrides: dict = field(default_factory=dict)
     autoencoder: str | None = None  # a trained autoencoder (name or folder): latent diffusion
     text_encoder: str | None = None  # "mini_clip" | "minilm" | a folder: text-to-image on captions
+    init_from: str | None = None  # a trained model (name or folder) whose U-Net weights start this
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
@@ -75,6 +78,8 @@ def run_diffusion(
         num_classes=num_classes, learn_sigma=run.learn_sigma,
         context_dim=text_encoder.hidden_size if text_encoder else None, **run.unet_overrides,
     )  # fmt: skip
+    if run.init_from is not None:
+        init_from(unet, run.init_from, text_encoder)
     schedule = build_schedule(run.schedule, run.num_train_timesteps)
     recipe_class, recipe_args = DiffusionRecipe, {}
     if latent:
@@ -106,6 +111,39 @@ def run_diffusion(
         pipe.unet = result.ema_model
     pipe.unet.eval()
     return pipe, result
+
+
+def init_from(unet: nn.Module, source: str, text_encoder: nn.Module | None = None) -> list[str]:
+    """Start `unet` from a trained model's (EMA) U-Net weights: fine-tuning, or growing a model.
+
+    Every tensor of the source must fit this U-Net; tensors only this one has (a new
+    context encoder, new attention layers) keep their initialization, which for those parts is
+    the identity. Returns the names of the fresh tensors."""
+    from hwaksan.model_folder import load
+
+    source_pipe = load(source, device="cpu")
+    theirs, ours = type(source_pipe.text_encoder).__name__, type(text_encoder).__name__
+    if text_encoder is not None and theirs != ours:
+        raise HwaksanError(
+            f"--init-from {source}: it reads prompts with {theirs}, this run with {ours}"
+        )
+    try:
+        result = unet.load_state_dict(source_pipe.unet.state_dict(), strict=False)
+    except RuntimeError as e:  # a size mismatch: another width, depth or context size
+        first = str(e).strip().splitlines()[1].strip() if "\n" in str(e) else str(e)
+        raise HwaksanError(
+            f"--init-from {source}: its U-Net does not fit this one ({first})"
+        ) from None
+    if result.unexpected_keys:
+        raise HwaksanError(
+            f"--init-from {source}: its U-Net has parts this one lacks, e.g. "
+            f"{result.unexpected_keys[0]}; use the same preset, channels and attention"
+        )
+    if result.missing_keys:
+        parts = sorted({k.split(".")[0] for k in result.missing_keys})
+        print(f"--init-from {source}: {len(result.missing_keys)} new tensors start fresh "
+              f"({', '.join(parts)})")  # fmt: skip
+    return list(result.missing_keys)
 
 
 def _text_encoder(run: DiffusionRun):
