@@ -186,3 +186,58 @@ def test_the_shipped_latent_model_samples_64px_shapes():
     images = pipe.generate(32, steps=20, seed=1, output_type="pt")
     config = shapes.ShapesConfig(**pipe.data["shapes_config"])
     assert validity_coverage(images, config)["validity"] >= 0.5
+
+
+def test_latent_data_keeps_every_caption_of_every_image():
+    from hwaksan.train.text import shapes_text_data
+
+    data = shapes_text_data(resolution=16, length=6)
+    latent = latent_data(_autoencoder(), data, progress=False)
+    assert latent.data.dataset.pairs == data.dataset.pairs  # (image index, caption), all kept
+    assert len(latent.data.dataset.images) == 6  # each image encoded once, not once per caption
+    with torch.no_grad():
+        expected = _autoencoder().encode_latents(data.dataset.images) * latent.latent_scale
+    item = latent.data.dataset[3]
+    assert item["caption"] == data.dataset[3]["caption"]
+    torch.testing.assert_close(item["image"], expected[data.dataset.pairs[3][0]])
+
+
+def test_text_to_image_in_latent_space_end_to_end(autoencoder_dir, tmp_path):
+    """`--text-encoder` with `--autoencoder`: a captioned folder, encoded once, trained, saved
+    with both frozen parts; prompts steer the decoded pictures."""
+    from hwaksan.data.shapes import ShapesConfig, render, sample_scene
+    from hwaksan.nets.text.mini_clip import (
+        MiniCLIP,
+        MiniCLIPConfig,
+        MiniCLIPTextConfig,
+        save_mini_clip,
+    )
+
+    data = tmp_path / "data"
+    data.mkdir()
+    rows = []
+    for i in range(8):
+        scene = sample_scene(i, ShapesConfig(resolution=16, max_objects=2))
+        Image.fromarray(render(scene)).save(data / f"{i}.png")
+        rows.append(json.dumps({"file_name": f"{i}.png", "text": scene.caption}))
+    (data / "metadata.jsonl").write_text("\n".join(rows) + "\n")
+    torch.manual_seed(0)
+    save_mini_clip(MiniCLIP(MiniCLIPConfig(text=MiniCLIPTextConfig(width=32, layers=1, heads=2))),
+                   tmp_path / "clip")  # fmt: skip
+    out = tmp_path / "run"
+    args = ["train", "--data", str(data), "--resolution", "16", "--autoencoder",
+            str(autoencoder_dir), "--text-encoder", str(tmp_path / "clip"), "--channels", "16,32",
+            "--context-layers", "1", "--out", str(out), *TOY]  # fmt: skip
+    result = CliRunner().invoke(main, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    config = json.loads((out / "model" / "config.json").read_text())
+    assert set(config["modules"]) == {"autoencoder", "text_encoder"}
+    assert config["sample_shape"] == [4, 8, 8] and config["unet"]["context_dim"] == 32
+
+    pipe = hk.load(out / "model", device="cpu")
+    for name, p in pipe.unet.named_parameters():  # 2 steps barely move the zero output layers
+        if "proj_out" in name or "conv_out" in name:
+            torch.nn.init.normal_(p, std=0.1)
+    red = pipe.generate(2, steps=2, prompt="a red circle", output_type="pt")
+    blue = pipe.generate(2, steps=2, prompt="a blue square", output_type="pt")
+    assert red.shape == (2, 3, 16, 16) and not torch.allclose(red, blue, atol=1e-4)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,6 +51,24 @@ class TensorItems(Dataset):
 
     def __getitem__(self, i: int) -> dict:
         return {"image": self.images[i], "class_id": int(self.class_ids[i])}
+
+
+class CaptionedImages(Dataset):
+    """Images [N, C, H, W] in memory and (image index, caption) pairs: dict(image=, caption=)."""
+
+    def __init__(self, images: torch.Tensor, pairs: Sequence[tuple[int, str]]) -> None:
+        self.images, self.pairs = images, list(pairs)
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, i: int) -> dict:
+        index, caption = self.pairs[i]
+        return {"image": self.images[index], "caption": caption}
+
+    @property
+    def captions(self) -> list[str]:
+        return [c for _, c in self.pairs]
 
 
 def shapes_data(resolution: int = 32, length: int = 20_000, seed: int = 0) -> TrainingData:

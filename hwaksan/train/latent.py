@@ -19,7 +19,7 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from hwaksan.errors import HwaksanError
-from hwaksan.train.data import TensorItems, TrainingData
+from hwaksan.train.data import CaptionedImages, TensorItems, TrainingData
 from hwaksan.train.diffusion import DiffusionRecipe
 
 
@@ -120,12 +120,14 @@ def latent_data(
     latent_scale: float | None = None,
     progress: bool = True,
 ) -> LatentData:
-    """Encode every image of `data` once and scale the latents (1 / std unless `latent_scale`)."""
+    """Encode every image of `data` once and scale the latents (1 / std unless `latent_scale`).
+
+    Captioned data stays captioned: each latent keeps its image's captions."""
     source = None if isinstance(autoencoder, nn.Module) else str(autoencoder)
     autoencoder = load_frozen_autoencoder(autoencoder)
     image_shape = (data.channels, data.resolution, data.resolution)
     shape = latent_shape(autoencoder, image_shape)
-    images, class_ids = _stack(data.dataset)
+    images, class_ids, pairs = _stack(data.dataset)
     start = time.perf_counter()
     try:
         latents = encode_images(autoencoder, images, batch_size, progress)
@@ -139,18 +141,28 @@ def latent_data(
         raise HwaksanError(f"the autoencoder made latents {tuple(latents.shape[1:])}, not {shape}")
     scale = latent_scale or measure_latent_scale(latents)
     info = {**data.info, "autoencoder": source, "encode_seconds": round(seconds, 1)}
-    dataset = TensorItems(latents * scale, class_ids)
+    dataset = (
+        TensorItems(latents * scale, class_ids)
+        if pairs is None
+        else CaptionedImages(latents * scale, pairs)
+    )
     space = TrainingData(dataset, shape[0], shape[1], data.num_classes, data.class_names, info)
     return LatentData(space, autoencoder, scale, image_shape, seconds)
 
 
-def _stack(dataset: Dataset) -> tuple[torch.Tensor, torch.Tensor]:
-    """All images [N, C, H, W] of a dataset of dict items, and their class ids (0 without)."""
+def _stack(dataset: Dataset) -> tuple[torch.Tensor, torch.Tensor, list[tuple[int, str]] | None]:
+    """All images [N, C, H, W] of a dataset of dict items, their class ids (0 without), and
+    (image index, caption) pairs when the items have captions (None otherwise)."""
     if isinstance(dataset, TensorItems):
-        return dataset.images, dataset.class_ids
+        return dataset.images, dataset.class_ids, None
+    if isinstance(dataset, CaptionedImages):  # several captions per image: encode each once
+        return dataset.images, torch.zeros(len(dataset.images), dtype=torch.long), dataset.pairs
     items = [dataset[i] for i in range(len(dataset))]
     images = torch.stack([item["image"] for item in items])
-    return images, torch.tensor([int(item.get("class_id", 0)) for item in items])
+    class_ids = torch.tensor([int(item.get("class_id", 0)) for item in items])
+    if "caption" not in items[0]:
+        return images, class_ids, None
+    return images, class_ids, [(i, item["caption"]) for i, item in enumerate(items)]
 
 
 class LatentDiffusionRecipe(DiffusionRecipe):

@@ -18,7 +18,11 @@ from hwaksan.train.data import TrainingData, training_data
 from hwaksan.train.diffusion import DiffusionRecipe
 from hwaksan.train.latent import LatentData, LatentDiffusionRecipe, latent_data
 from hwaksan.train.loop import TrainConfig, TrainResult, train
-from hwaksan.train.text import TextDiffusionRecipe, text_training_data
+from hwaksan.train.text import (
+    LatentTextDiffusionRecipe,
+    TextDiffusionRecipe,
+    text_training_data,
+)
 
 SCHEDULES = ("linear", "cosine")
 
@@ -86,8 +90,8 @@ def run_diffusion(
         recipe_class = LatentDiffusionRecipe
         recipe_args = dict(autoencoder=latent.autoencoder, latent_scale=latent.latent_scale)
     if text_encoder is not None:
-        recipe_class = TextDiffusionRecipe
-        recipe_args = dict(text_encoder=text_encoder, captions=space.dataset.captions)
+        recipe_class = LatentTextDiffusionRecipe if latent else TextDiffusionRecipe
+        recipe_args.update(text_encoder=text_encoder, captions=space.dataset.captions)
     recipe = recipe_class(
         unet, schedule, (space.channels, space.resolution, space.resolution),
         prediction_type=run.prediction_type, snr_gamma=run.snr_gamma, learn_sigma=run.learn_sigma,
@@ -150,10 +154,8 @@ def _text_encoder(run: DiffusionRun):
     """The frozen text encoder of a text-to-image run (None otherwise)."""
     if run.text_encoder is None:
         return None
-    if run.class_conditional or run.autoencoder:
-        raise HwaksanError(
-            "--text-encoder does not combine with --class-conditional or --autoencoder"
-        )
+    if run.class_conditional:
+        raise HwaksanError("--text-encoder does not combine with --class-conditional")
     from hwaksan.nets.text import load_text_encoder
 
     return load_text_encoder(run.text_encoder)

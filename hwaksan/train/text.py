@@ -14,13 +14,13 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from hwaksan.diffusion.schedule import NoiseSchedule
 from hwaksan.errors import HwaksanError
-from hwaksan.train.data import TrainingData
+from hwaksan.train.data import CaptionedImages, TrainingData
 from hwaksan.train.diffusion import DiffusionRecipe, model_config
+from hwaksan.train.latent import LatentDiffusionRecipe
 
 # Prompts of the progress grids: one per row of 4 samples (shapes-world words).
 SAMPLE_PROMPTS = (
@@ -172,22 +172,12 @@ class TextDiffusionRecipe(DiffusionRecipe):
         }
 
 
-class CaptionedImages(Dataset):
-    """Images [N, C, H, W] in memory and (image index, caption) pairs: dict(image=, caption=)."""
+class LatentTextDiffusionRecipe(TextDiffusionRecipe, LatentDiffusionRecipe):
+    """Text-to-image on an autoencoder's cached latents: Stable Diffusion's arrangement (Rombach
+    et al. 2022, sec. 3.3). Takes both recipes' arguments; progress grids are decoded."""
 
-    def __init__(self, images: torch.Tensor, pairs: Sequence[tuple[int, str]]) -> None:
-        self.images, self.pairs = images, list(pairs)
-
-    def __len__(self) -> int:
-        return len(self.pairs)
-
-    def __getitem__(self, i: int) -> dict:
-        index, caption = self.pairs[i]
-        return {"image": self.images[index], "caption": caption}
-
-    @property
-    def captions(self) -> list[str]:
-        return [c for _, c in self.pairs]
+    def describe(self) -> dict:
+        return {**super().describe(), "kind": "latent_text_diffusion"}
 
 
 def shapes_text_data(
