@@ -65,15 +65,6 @@ def test_kl_encode_latents_is_the_mode_without_a_generator():
     assert not torch.equal(sampled, model.encode(x).mean)
 
 
-def test_a_latent_shape_that_does_not_fit_is_a_clear_error():
-    model = AutoencoderKL(_config())  # latents (4, 8, 8)
-    model.check_latent_shape((4, 8, 8))
-    model.check_latent_shape((5, 4, 8, 8))  # a batch shape is fine too
-    for bad in [(3, 8, 8), (4, 16, 16), (4, 8, 4)]:
-        with pytest.raises(HwaksanError, match="does not fit the autoencoder"):
-            model.check_latent_shape(bad)
-
-
 def test_bad_configs_are_clear_errors():
     with pytest.raises(HwaksanError, match="not divisible by f"):
         AutoencoderKL(AutoencoderConfig(resolution=36, channels=(8, 16, 16, 16), norm_groups=4))

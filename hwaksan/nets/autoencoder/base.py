@@ -5,8 +5,6 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from hwaksan.errors import HwaksanError
-
 from .config import AutoencoderConfig
 
 
@@ -33,16 +31,6 @@ class AutoencoderBase(nn.Module):
         """(C, H/f, W/f) of the latents of the images this autoencoder is built for."""
         side = self.config.resolution // self.downsample_factor
         return (self.latent_channels, side, side)
-
-    def check_latent_shape(self, shape) -> None:
-        """HwaksanError unless `shape` (C, h, w), or [B, C, h, w], is this autoencoder's latent."""
-        shape = tuple(shape)[-3:]
-        if shape != self.latent_shape:
-            raise HwaksanError(
-                f"latent shape {shape} does not fit the autoencoder: it makes latents of shape "
-                f"{self.latent_shape} ({self.latent_channels} channels, f = "
-                f"{self.downsample_factor} on {self.config.resolution} px images)"
-            )
 
     def last_layer(self) -> torch.Tensor:
         """The decoder's last weight: where the adaptive GAN weight compares gradients."""
