@@ -64,3 +64,12 @@ def test_group_norm_silu_under_autocast_and_non_4d_falls_back_to_two_ops():
     torch.testing.assert_close(z.float(), F.silu(norm(x)).float(), atol=0.05, rtol=0.02)
     seq = torch.randn(2, 16, 9)  # (B, C, L): 3-D input, the plain path
     torch.testing.assert_close(norm.silu(seq), F.silu(F.group_norm(seq, 4, norm.weight, norm.bias)))
+
+
+def test_channel_dots_in_chunks_equal_the_full_product_sum():
+    from hwaksan.nets.norm import _channel_dots
+
+    D, X = torch.randn(7, 12, 5), torch.randn(7, 12, 5)
+    expected = (D * X).sum(1)
+    for chunk_bytes in (1, 12 * 5 * 4 * 2, 1 << 20):  # one sample, two, all at once
+        torch.testing.assert_close(_channel_dots(D, X, chunk_bytes), expected)

@@ -30,8 +30,10 @@ class _ChannelsLastGroupNorm(torch.autograd.Function):
         return (*_channels_last_backward(dy, x, weight, mean, rstd, ctx.groups), None, None)
 
 
-def _channels_last_backward(dy, x, weight, mean, rstd, groups: int):
-    """(dx, dweight, dbias) of GroupNorm for channels-last x and dy (B, C, H, W), float32 math."""
+def _channels_last_backward(dy, x, weight, mean, rstd, groups: int, reuse_dy: bool = False):
+    """(dx, dweight, dbias) of GroupNorm for channels-last x and dy (B, C, H, W), float32 math.
+
+    `reuse_dy`: dy is a float32 scratch tensor the caller owns, and dx is written over it."""
     B, C, H, W = x.shape
     per_group = C // groups
     X = x.permute(0, 2, 3, 1).reshape(B, H * W, C)  # (B, HW, C), a view
@@ -39,7 +41,7 @@ def _channels_last_backward(dy, x, weight, mean, rstd, groups: int):
     mean_c = mean.float().repeat_interleave(per_group, 1)  # (B, C)
     rstd_c = rstd.float().repeat_interleave(per_group, 1)  # (B, C)
     sum_dy = D.sum(1, dtype=torch.float32)  # (B, C)
-    sum_dy_xhat = rstd_c * ((D * X).sum(1, dtype=torch.float32) - mean_c * sum_dy)  # (B, C)
+    sum_dy_xhat = rstd_c * (_channel_dots(D, X) - mean_c * sum_dy)  # (B, C)
     grad_weight = sum_dy_xhat.sum(0)  # (C,)
     grad_bias = sum_dy.sum(0)  # (C,)
     w = weight.float()  # (C,)
@@ -52,9 +54,22 @@ def _channels_last_backward(dy, x, weight, mean, rstd, groups: int):
     a = (rstd_c * w)[:, None]  # (B, 1, C)
     b = (-rstd_c * rstd_c * m2)[:, None]  # (B, 1, C)
     c = (rstd_c * (rstd_c * m2 * mean_c - m1))[:, None]  # (B, 1, C)
-    dx = torch.addcmul(c, D, a).addcmul_(X, b).to(x.dtype)  # (B, HW, C), float32 math
+    if reuse_dy and D.dtype == torch.float32:
+        dx = D.mul_(a).addcmul_(X, b).add_(c)  # (B, HW, C), no new full-size tensor
+    else:
+        dx = torch.addcmul(c, D, a).addcmul_(X, b).to(x.dtype)  # (B, HW, C), float32 math
     dx = dx.unflatten(1, (H, W)).permute(0, 3, 1, 2)  # (B, C, H, W), channels-last
     return dx, grad_weight.to(weight.dtype), grad_bias.to(weight.dtype)
+
+
+def _channel_dots(D: torch.Tensor, X: torch.Tensor, chunk_bytes: int = 8 << 20) -> torch.Tensor:
+    """sum over positions of D * X (B, HW, C) -> (B, C) in float32, a few samples at a time:
+    a full-size product would be a fresh tens-of-MB allocation (page faults) every step."""
+    B, N, C = D.shape
+    step = max(1, chunk_bytes // (N * C * 4))
+    return torch.cat(
+        [(D[i : i + step] * X[i : i + step]).sum(1, dtype=torch.float32) for i in range(0, B, step)]
+    )  # (B, C)
 
 
 class _GroupNormSiLU(torch.autograd.Function):
@@ -78,7 +93,7 @@ class _GroupNormSiLU(torch.autograd.Function):
         y = torch.addcmul(shift[:, :, None, None], x, scale[:, :, None, None]).to(dz.dtype)
         dy = torch.ops.aten.silu_backward.grad_input(dz, y, grad_input=y)  # into y's memory
         if _is_channels_last(x):
-            grads = _channels_last_backward(dy, x, weight, mean, rstd, ctx.groups)
+            grads = _channels_last_backward(dy, x, weight, mean, rstd, ctx.groups, reuse_dy=True)
         else:
             grads = torch.ops.aten.native_group_norm_backward(
                 dy, x, mean, rstd, weight, B, C, H * W, ctx.groups, [True, True, True]
