@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from captioned_folder import save_tiny_mini_clip, write_captioned_shapes
 from click.testing import CliRunner
 from PIL import Image
 
@@ -14,25 +15,9 @@ from hwaksan.cli import main
 @pytest.fixture(scope="module")
 def text_model(tmp_path_factory):
     """A 2-step text-to-image model on 8 captioned images, with a tiny random mini-CLIP."""
-    from hwaksan.data.shapes import ShapesConfig, render, sample_scene
-    from hwaksan.nets.text.mini_clip import (
-        MiniCLIP,
-        MiniCLIPConfig,
-        MiniCLIPTextConfig,
-        save_mini_clip,
-    )
-
     root = tmp_path_factory.mktemp("t2i")
-    data = root / "data"
-    data.mkdir()
-    rows = []
-    for i in range(8):
-        scene = sample_scene(i, ShapesConfig(resolution=16, max_objects=2))
-        Image.fromarray(render(scene)).save(data / f"{i}.png")
-        rows.append(json.dumps({"file_name": f"{i}.png", "text": scene.caption}))
-    (data / "metadata.jsonl").write_text("\n".join(rows) + "\n")
-    clip = MiniCLIP(MiniCLIPConfig(text=MiniCLIPTextConfig(width=32, layers=1, heads=2)))
-    save_mini_clip(clip, root / "clip")
+    data = write_captioned_shapes(root / "data")
+    save_tiny_mini_clip(root / "clip")
     out = root / "run"
     result = CliRunner().invoke(main, [
         "train", "--data", str(data), "--resolution", "16", "--text-encoder", str(root / "clip"),

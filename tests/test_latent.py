@@ -205,25 +205,10 @@ def test_latent_data_keeps_every_caption_of_every_image():
 def test_text_to_image_in_latent_space_end_to_end(autoencoder_dir, tmp_path):
     """`--text-encoder` with `--autoencoder`: a captioned folder, encoded once, trained, saved
     with both frozen parts; prompts steer the decoded pictures."""
-    from hwaksan.data.shapes import ShapesConfig, render, sample_scene
-    from hwaksan.nets.text.mini_clip import (
-        MiniCLIP,
-        MiniCLIPConfig,
-        MiniCLIPTextConfig,
-        save_mini_clip,
-    )
+    from captioned_folder import save_tiny_mini_clip, write_captioned_shapes
 
-    data = tmp_path / "data"
-    data.mkdir()
-    rows = []
-    for i in range(8):
-        scene = sample_scene(i, ShapesConfig(resolution=16, max_objects=2))
-        Image.fromarray(render(scene)).save(data / f"{i}.png")
-        rows.append(json.dumps({"file_name": f"{i}.png", "text": scene.caption}))
-    (data / "metadata.jsonl").write_text("\n".join(rows) + "\n")
-    torch.manual_seed(0)
-    save_mini_clip(MiniCLIP(MiniCLIPConfig(text=MiniCLIPTextConfig(width=32, layers=1, heads=2))),
-                   tmp_path / "clip")  # fmt: skip
+    data = write_captioned_shapes(tmp_path / "data")
+    save_tiny_mini_clip(tmp_path / "clip")
     out = tmp_path / "run"
     args = ["train", "--data", str(data), "--resolution", "16", "--autoencoder",
             str(autoencoder_dir), "--text-encoder", str(tmp_path / "clip"), "--channels", "16,32",
