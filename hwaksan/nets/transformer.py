@@ -11,7 +11,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from hwaksan.nets.attention import Attention, from_tokens, to_tokens
-from hwaksan.nets.embeddings import timestep_embedding
 from hwaksan.nets.norm import GroupNorm
 from hwaksan.nets.resnet import zero_module
 
@@ -48,34 +47,15 @@ class TransformerBlock(nn.Module):
         return x + self.ff(self.norm3(x))  # (B, N, dim)
 
 
-def grid_positions(height: int, width: int, dim: int, like: torch.Tensor) -> torch.Tensor:
-    """(H*W, dim): sinusoids of each cell's row (first half) and column (second half), with the
-    coordinate as a fraction of the side times 1000, the timestep embedding's range."""
-    rows = (torch.arange(height, device=like.device) + 0.5) * (1000 / height)  # (H,)
-    cols = (torch.arange(width, device=like.device) + 0.5) * (1000 / width)  # (W,)
-    r = timestep_embedding(rows, dim // 2)[:, None].expand(height, width, -1)  # (H, W, dim/2)
-    c = timestep_embedding(cols, dim - dim // 2)[None].expand(height, width, -1)
-    return torch.cat([r, c], dim=-1).reshape(height * width, dim).to(like.dtype)  # (HW, dim)
-
-
 class SpatialTransformer(nn.Module):
     """GroupNorm, project in, `depth` TransformerBlocks over H*W tokens, project out, residual."""
 
     def __init__(
-        self,
-        channels: int,
-        num_heads: int,
-        context_dim: int,
-        depth: int = 1,
-        norm_groups: int = 32,
-        positions: bool = False,
+        self, channels: int, num_heads: int, context_dim: int, depth: int = 1, norm_groups: int = 32
     ):
         super().__init__()
         self.norm = GroupNorm(norm_groups, channels)
         self.proj_in = nn.Linear(channels, channels)
-        # positions=True: each token is told where it is (sinusoids of its row and column through
-        # a zero-initialized Linear), so a query can ask for "the word about the left object".
-        self.pos_proj = zero_module(nn.Linear(channels, channels)) if positions else None
         self.blocks = nn.ModuleList(
             TransformerBlock(channels, num_heads, context_dim) for _ in range(depth)
         )
@@ -84,8 +64,6 @@ class SpatialTransformer(nn.Module):
     def forward(self, x, context=None, context_mask=None) -> torch.Tensor:
         """x (B, C, H, W), context (B, M, context_dim) -> (B, C, H, W)."""
         h = self.proj_in(to_tokens(self.norm(x)))  # (B, HW, C)
-        if self.pos_proj is not None:
-            h = h + self.pos_proj(grid_positions(x.shape[2], x.shape[3], h.shape[-1], h))
         for block in self.blocks:
             h = block(h, context, context_mask)  # (B, HW, C)
         h = self.proj_out(h)  # (B, HW, C)

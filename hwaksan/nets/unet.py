@@ -44,7 +44,6 @@ class UNetConfig(JSONConfig):
     learn_sigma: bool = False  # True -> 2 * out_channels (mean and variance interpolation v)
     transformer_depth: int = 1
     context_layers: int = 0  # > 0: a trainable transformer re-reads the context (nets/context.py)
-    attention_positions: bool = False  # transformer blocks' image tokens are told their place
     norm_groups: int = 32
     use_scale_shift_norm: bool = True  # ADM's GroupNorm(h) * (1 + scale) + shift; False adds t
     channels_last: bool = False  # activations' memory format (speed, not math); weights stay NCHW
@@ -106,9 +105,8 @@ def _attention(cfg: UNetConfig, channels: int) -> nn.Module:
     if cfg.context_dim is None:
         return AttentionBlock(channels, cfg.num_heads, cfg.norm_groups)
     return SpatialTransformer(
-        channels, cfg.num_heads, cfg.context_dim, cfg.transformer_depth, cfg.norm_groups,
-        positions=cfg.attention_positions,
-    )  # fmt: skip
+        channels, cfg.num_heads, cfg.context_dim, cfg.transformer_depth, cfg.norm_groups
+    )
 
 
 class UNet(nn.Module):
