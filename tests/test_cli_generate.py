@@ -87,3 +87,58 @@ def test_train_can_grow_a_trained_model_with_context_layers(text_model, tmp_path
         str(text_model), "--steps", "1", "--out", str(tmp_path / "misfit"),
     ])  # fmt: skip
     assert result.exit_code != 0 and "does not fit this one" in result.output
+
+
+def test_train_text_encoder_trains_and_saves_the_text_tower(text_model, tmp_path):
+    """`--train-text-encoder`: the diffusion loss reaches the text tower, and the model folder
+    keeps the trained (EMA) tower, not the one it started from."""
+    import torch
+    from safetensors.torch import load_file
+
+    root = text_model.parent.parent
+    out = tmp_path / "joint"
+    result = CliRunner().invoke(main, [
+        "train", "--data", str(root / "data"), "--resolution", "16", "--text-encoder",
+        str(root / "clip"), "--train-text-encoder", "--channels", "16,32", "--steps", "3",
+        "--batch-size", "4", "--lr", "1e-2", "--ema-decay", "0.5", "--num-samples", "2",
+        "--sample-steps", "2", "--out", str(out),
+    ])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    from hwaksan.nets.text import load_text_encoder
+
+    start = load_text_encoder(str(root / "clip")).state_dict()
+    trained = load_file(out / "model" / "text_encoder.safetensors")
+    assert set(trained) == set(start)
+    moved = [k for k in start if not torch.equal(start[k], trained[k])]
+    assert moved, "the text tower did not change"
+    config = json.loads((out / "model" / "config.json").read_text())
+    assert config["modules"]["text_encoder"]["class"] == "MiniCLIPTextModel"
+    grid = tmp_path / "joint.png"
+    result = CliRunner().invoke(
+        main,
+        [
+            "generate",
+            "a red circle",
+            "-n",
+            "2",
+            "--model",
+            str(out / "model"),
+            "--steps",
+            "2",
+            "--out",
+            str(grid),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+
+
+def test_train_text_encoder_refuses_an_encoder_whose_weights_a_folder_cannot_keep():
+    from text_stand_in import WordEncoder
+
+    from hwaksan.errors import HwaksanError
+    from hwaksan.nets import build_unet
+    from hwaksan.train.text import TextConditioned
+
+    unet = build_unet("tiny", resolution=8, channels=(16, 32), norm_groups=8, context_dim=16)
+    with pytest.raises(HwaksanError, match="loads its weights from its package"):
+        TextConditioned(unet, WordEncoder())

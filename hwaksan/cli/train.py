@@ -37,6 +37,11 @@ from hwaksan.train.run import SCHEDULES, DiffusionRun, run_diffusion
     help="text-to-image: trainable transformer layers that re-read the prompt's tokens",
 )
 @click.option(
+    "--train-text-encoder",
+    is_flag=True,
+    help="text-to-image: the diffusion loss trains the (mini-CLIP) text encoder too",
+)
+@click.option(
     "--init-from",
     default=None,
     help="start from a trained model's U-Net (name or folder); new parts start fresh",
@@ -73,6 +78,7 @@ def command(**o) -> None:
         sample_steps=o["sample_steps"], num_samples=o["num_samples"], train=config,
         unet_overrides=_overrides(o["channels"], o["attention_resolutions"], o["context_layers"]),
         autoencoder=o["autoencoder"], text_encoder=o["text_encoder"], init_from=o["init_from"],
+        train_text_encoder=o["train_text_encoder"],
     )  # fmt: skip
     _, result = run_diffusion(run)
     click.echo(f"trained {result.step} steps; model saved to {result.out_dir / 'model'}")

@@ -20,6 +20,7 @@ from hwaksan.train.latent import LatentData, LatentDiffusionRecipe, latent_data
 from hwaksan.train.loop import TrainConfig, TrainResult, train
 from hwaksan.train.text import (
     LatentTextDiffusionRecipe,
+    TextConditioned,
     TextDiffusionRecipe,
     text_training_data,
 )
@@ -49,6 +50,7 @@ class DiffusionRun:
     autoencoder: str | None = None  # a trained autoencoder (name or folder): latent diffusion
     text_encoder: str | None = None  # "mini_clip" | "minilm" | a folder: text-to-image on captions
     init_from: str | None = None  # a trained model (name or folder) whose U-Net weights start this
+    train_text_encoder: bool = False  # the diffusion loss trains the text encoder too (mini-CLIP)
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
@@ -84,6 +86,11 @@ def run_diffusion(
     )  # fmt: skip
     if run.init_from is not None:
         init_from(unet, run.init_from, text_encoder)
+    model = unet
+    if run.train_text_encoder:
+        if text_encoder is None:
+            raise HwaksanError("--train-text-encoder needs --text-encoder")
+        model = TextConditioned(unet, text_encoder)
     schedule = build_schedule(run.schedule, run.num_train_timesteps)
     recipe_class, recipe_args = DiffusionRecipe, {}
     if latent:
@@ -93,16 +100,20 @@ def run_diffusion(
         recipe_class = LatentTextDiffusionRecipe if latent else TextDiffusionRecipe
         recipe_args.update(text_encoder=text_encoder, captions=space.dataset.captions)
     recipe = recipe_class(
-        unet, schedule, (space.channels, space.resolution, space.resolution),
+        model, schedule, (space.channels, space.resolution, space.resolution),
         prediction_type=run.prediction_type, snr_gamma=run.snr_gamma, learn_sigma=run.learn_sigma,
         num_classes=num_classes, cond_drop_prob=run.cond_drop_prob, sampler=run.sampler,
         sample_steps=run.sample_steps, timestep_spacing=run.timestep_spacing,
         num_samples=run.num_samples, **recipe_args,
     )  # fmt: skip
     result = train(recipe, space.dataset, run.train)
+    trained, ema = result.model, result.ema_model
+    if run.train_text_encoder:  # the folder keeps the (EMA) text encoder the U-Net learned with
+        text_encoder = (ema or trained).text_encoder.eval()
+        trained, ema = trained.unet, ema.unet if ema is not None else None
     shapes = latent.pipeline_fields() if latent else dict(image_shape=recipe.image_shape)
     pipe = Pipeline(
-        unet=result.model, schedule=schedule, prediction_type=run.prediction_type,
+        unet=trained, schedule=schedule, prediction_type=run.prediction_type,
         num_classes=num_classes, learn_sigma=run.learn_sigma,
         sampler=run.sampler, steps=run.sample_steps, timestep_spacing=run.timestep_spacing,
         class_names=space.class_names if num_classes else None,
@@ -110,9 +121,9 @@ def run_diffusion(
         text_encoder=text_encoder, **shapes,
     )  # fmt: skip
     if result.is_main:
-        pipe.save(Path(run.train.out_dir) / "model", unet_ema=result.ema_model)
-    if result.ema_model is not None:
-        pipe.unet = result.ema_model
+        pipe.save(Path(run.train.out_dir) / "model", unet_ema=ema)
+    if ema is not None:
+        pipe.unet = ema
     pipe.unet.eval()
     return pipe, result
 

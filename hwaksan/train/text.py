@@ -107,12 +107,35 @@ class Prompted(nn.Module):
         return (self.guided or self.model)(x, t, **self.cond)
 
 
+class TextConditioned(nn.Module):
+    """A U-Net and the text encoder it reads as one module, so that the loop's optimizer, EMA,
+    checkpoints and DDP cover both: the text encoder is trained by the diffusion loss, as latent
+    diffusion trains its text transformer with the U-Net (Rombach et al. 2022, sec. 3.3).
+    forward(x, t, input_ids, token_mask) -> the U-Net's prediction."""
+
+    def __init__(self, unet: nn.Module, text_encoder: nn.Module) -> None:
+        super().__init__()
+        if not getattr(text_encoder, "persistent_weights", False):
+            raise HwaksanError(
+                f"{type(text_encoder).__name__} loads its weights from its package, so a model "
+                "folder could not keep them trained; train a mini-CLIP text encoder instead"
+            )
+        self.unet, self.text_encoder = unet, text_encoder.train().requires_grad_(True)
+
+    def forward(self, x, t, input_ids: torch.Tensor, token_mask: torch.Tensor) -> torch.Tensor:
+        encoding = self.text_encoder.encode(input_ids, token_mask)
+        return self.unet(
+            x, t, context=encoding.hidden_states, context_mask=encoding.attention_mask
+        )  # (B, C, H, W)
+
+
 class TextDiffusionRecipe(DiffusionRecipe):
     """The diffusion recipe conditioned on batch["caption"] through a frozen text encoder.
 
     Captions are dropped to "" with probability `cond_drop_prob` (for classifier-free guidance);
     `captions` (the data set's) are encoded before training starts; progress grids show
-    `sample_prompts` at `sample_guidance_scale`.
+    `sample_prompts` at `sample_guidance_scale`. A `TextConditioned` model trains its own text
+    encoder: it is given token ids, and nothing is cached.
     """
 
     def __init__(
@@ -131,11 +154,16 @@ class TextDiffusionRecipe(DiffusionRecipe):
         if kwargs.pop("num_classes", None) is not None:
             raise HwaksanError("a text-to-image model takes prompts, not class labels")
         super().__init__(model, schedule, image_shape, cond_drop_prob=cond_drop_prob, **kwargs)
-        self.text_encoder = text_encoder.eval().requires_grad_(False)
+        self.joint = isinstance(model, TextConditioned)
+        if self.joint and model.text_encoder is not text_encoder:
+            raise HwaksanError("a TextConditioned model must be given its own text encoder")
+        self.text_encoder = (
+            text_encoder if self.joint else text_encoder.eval().requires_grad_(False)
+        )
         self.prompts = PromptCache(self.text_encoder)
         self.sample_prompts = list(sample_prompts)
         self.sample_guidance_scale = sample_guidance_scale
-        if captions is not None:  # encode the whole data set's captions up front
+        if captions is not None and not self.joint:  # encode the data set's captions up front
             self.prompts.add([*captions, "", *self.sample_prompts], progress=True)
 
     def drop_prompts(self, captions: Sequence[str]) -> list[str]:
@@ -143,8 +171,17 @@ class TextDiffusionRecipe(DiffusionRecipe):
         drop = torch.rand(len(captions)) < self.cond_drop_prob
         return ["" if d else c for c, d in zip(captions, drop.tolist())]
 
+    def conditions(self, captions: Sequence[str], device=None) -> dict[str, torch.Tensor]:
+        """What the model is called with for these captions: cached encodings, or (when it
+        trains its text encoder) token ids and mask cut to the longest caption."""
+        if not self.joint:
+            return self.prompts(captions, device)
+        ids, mask = self.text_encoder.tokenize(list(captions))
+        n = int(mask.sum(1).max())
+        return {"input_ids": ids[:, :n].to(device), "token_mask": mask[:, :n].to(device)}
+
     def loss(self, model: nn.Module, batch: dict, step: int) -> tuple[torch.Tensor, dict]:
-        cond = self.prompts(self.drop_prompts(batch["caption"]), batch["image"].device)
+        cond = self.conditions(self.drop_prompts(batch["caption"]), batch["image"].device)
         return super().loss(functools.partial(model, **cond), batch, step)
 
     def sample_images(self, model: nn.Module, step: int) -> torch.Tensor | None:
@@ -157,7 +194,14 @@ class TextDiffusionRecipe(DiffusionRecipe):
         prompts = [
             self.sample_prompts[(i // per_prompt) % len(self.sample_prompts)] for i in range(n)
         ]
-        cond, uncond = self.prompts.pair(prompts, [""] * n, device)
+        if self.joint:  # one call pads both halves to one length
+            both = self.conditions([*prompts, *[""] * n], device)
+            cond, uncond = (
+                {k: v[:n] for k, v in both.items()},
+                {k: v[n:] for k, v in both.items()},
+            )
+        else:
+            cond, uncond = self.prompts.pair(prompts, [""] * n, device)
         prompted = Prompted(model, cond, uncond, self.sample_guidance_scale)
         return super().sample_images(prompted, step)
 
@@ -165,6 +209,7 @@ class TextDiffusionRecipe(DiffusionRecipe):
         return {
             **super().describe(),
             "kind": "text_diffusion",
+            "train_text_encoder": self.joint,
             "text_encoder": {
                 "class": type(self.text_encoder).__name__,
                 "config": model_config(self.text_encoder),
