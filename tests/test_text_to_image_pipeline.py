@@ -115,3 +115,21 @@ def test_shipped_text_to_image_model_draws_the_prompted_objects():
     prompts = single_prompts(12)
     images = pipe.generate(12, steps=20, prompt=prompts, guidance_scale=2.0, output_type="pt")
     assert prompt_score(prompts, images)["object"] >= 0.7  # shape and color bound together
+
+
+def test_the_shipped_latent_text_to_image_model_draws_64px_prompts():
+    """shapes_t2i_64: prompts through mini-CLIP, latents through autoencoder_kl's decoder."""
+    import sys
+    from pathlib import Path
+
+    from hwaksan.eval.shapes_score import prompt_score
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from prompt_score import single_prompts
+
+    pipe = load("shapes_t2i_64", device="cpu")
+    assert pipe.sample_shape == (4, 16, 16) and pipe.image_shape == (3, 64, 64)
+    prompts = single_prompts(12, resolution=64)
+    images = pipe.generate(12, steps=20, prompt=prompts, guidance_scale=2.0, output_type="pt")
+    assert images.shape == (12, 3, 64, 64)
+    assert prompt_score(prompts, images)["all"] >= 0.7  # shape, color and position (99% measured)
