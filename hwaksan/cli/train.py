@@ -76,7 +76,10 @@ def command(**o) -> None:
         class_conditional=o["class_conditional"], prediction_type=o["prediction_type"],
         schedule=o["schedule"], snr_gamma=o["snr_gamma"], learn_sigma=o["learn_sigma"],
         sample_steps=o["sample_steps"], num_samples=o["num_samples"], train=config,
-        unet_overrides=_overrides(o["channels"], o["attention_resolutions"], o["context_layers"]),
+        unet_overrides={
+            **_overrides(o["channels"], o["attention_resolutions"]),
+            **({"context_layers": o["context_layers"]} if o["context_layers"] else {}),
+        },
         autoencoder=o["autoencoder"], text_encoder=o["text_encoder"], init_from=o["init_from"],
         train_text_encoder=o["train_text_encoder"],
     )  # fmt: skip
@@ -84,10 +87,8 @@ def command(**o) -> None:
     click.echo(f"trained {result.step} steps; model saved to {result.out_dir / 'model'}")
 
 
-def _overrides(
-    channels: str | None, attention_resolutions: str | None = None, context_layers: int = 0
-) -> dict:
-    overrides = {"context_layers": context_layers} if context_layers else {}
+def _overrides(channels: str | None, attention_resolutions: str | None = None) -> dict:
+    overrides = {}
     for name, value, example in [
         ("channels", channels, "widths like 32,64,128"),
         ("attention_resolutions", attention_resolutions, "sizes like 16,8"),

@@ -86,11 +86,7 @@ def run_diffusion(
     )  # fmt: skip
     if run.init_from is not None:
         init_from(unet, run.init_from, text_encoder)
-    model = unet
-    if run.train_text_encoder:
-        if text_encoder is None:
-            raise HwaksanError("--train-text-encoder needs --text-encoder")
-        model = TextConditioned(unet, text_encoder)
+    model = TextConditioned(unet, text_encoder) if run.train_text_encoder else unet
     schedule = build_schedule(run.schedule, run.num_train_timesteps)
     recipe_class, recipe_args = DiffusionRecipe, {}
     if latent:
@@ -162,8 +158,10 @@ def init_from(unet: nn.Module, source: str, text_encoder: nn.Module | None = Non
 
 
 def _text_encoder(run: DiffusionRun):
-    """The frozen text encoder of a text-to-image run (None otherwise)."""
+    """The text encoder of a text-to-image run (None otherwise)."""
     if run.text_encoder is None:
+        if run.train_text_encoder:
+            raise HwaksanError("--train-text-encoder needs --text-encoder")
         return None
     if run.class_conditional:
         raise HwaksanError("--text-encoder does not combine with --class-conditional")

@@ -69,13 +69,11 @@ class PromptCache:
         device = next(self.text_encoder.parameters()).device
         return self.text_encoder.encode(ids[:, :n].to(device), mask[:, :n].to(device))
 
-    def __call__(
-        self, captions: Sequence[str], device=None, length: int = 0
-    ) -> dict[str, torch.Tensor]:
+    def __call__(self, captions: Sequence[str], device=None) -> dict[str, torch.Tensor]:
         """{"context": [B, L, D] float32, "context_mask": [B, L] bool} for a batch of captions;
-        L is the longest caption's token count (or `length`, if longer)."""
+        L is the longest caption's token count."""
         self.add(captions)
-        length = max(length, *(len(self.keep[c]) for c in captions))
+        length = max(len(self.keep[c]) for c in captions)
         hidden = self.hidden[captions[0]]
         context = torch.zeros(len(captions), length, hidden.shape[-1])  # (B, L, D)
         mask = torch.zeros(len(captions), length, dtype=torch.bool)  # (B, L)
@@ -83,12 +81,6 @@ class PromptCache:
             n = len(self.keep[c])
             context[i, :n], mask[i, :n] = self.hidden[c], self.keep[c]
         return {"context": context.to(device), "context_mask": mask.to(device)}
-
-    def pair(self, prompts: Sequence[str], negative_prompts: Sequence[str], device=None):
-        """(cond, uncond) padded to one length, so classifier-free guidance can batch them."""
-        self.add([*prompts, *negative_prompts])
-        length = max(len(self.keep[c]) for c in [*prompts, *negative_prompts])
-        return self(prompts, device, length), self(negative_prompts, device, length)
 
 
 class Prompted(nn.Module):
@@ -194,14 +186,8 @@ class TextDiffusionRecipe(DiffusionRecipe):
         prompts = [
             self.sample_prompts[(i // per_prompt) % len(self.sample_prompts)] for i in range(n)
         ]
-        if self.joint:  # one call pads both halves to one length
-            both = self.conditions([*prompts, *[""] * n], device)
-            cond, uncond = (
-                {k: v[:n] for k, v in both.items()},
-                {k: v[n:] for k, v in both.items()},
-            )
-        else:
-            cond, uncond = self.prompts.pair(prompts, [""] * n, device)
+        both = self.conditions([*prompts, *[""] * n], device)  # one length, so CFG can batch
+        cond, uncond = {k: v[:n] for k, v in both.items()}, {k: v[n:] for k, v in both.items()}
         prompted = Prompted(model, cond, uncond, self.sample_guidance_scale)
         return super().sample_images(prompted, step)
 
