@@ -23,12 +23,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-OPPOSITE = {"left of": "right of", "right of": "left of", "above": "below", "below": "above"}
-
 
 def failure_type(prompt: str, image: torch.Tensor) -> str:
     """The bin of one relation prompt's image (see the module docstring)."""
     from hwaksan.data.shapes import detect, parse_caption
+    from hwaksan.data.shapes.captions import INVERSE
     from hwaksan.data.shapes.world import relation_word
 
     parsed = parse_caption(prompt)
@@ -44,7 +43,7 @@ def failure_type(prompt: str, image: torch.Tensor) -> str:
         held = relation_word(a.centroid, b.centroid)
         if held == relation:
             return "bound right, relation right"
-        return "bound right, relation flipped" if held == OPPOSITE[relation] else (
+        return "bound right, relation flipped" if held == INVERSE[relation] else (
             "bound right, relation on the other axis")  # fmt: skip
     if sorted(pairs) == sorted([(c2, s1), (c1, s2)]):
         return "colors swapped between the shapes"
@@ -58,11 +57,12 @@ def relation_token_cosine(text_encoder, prompts: list[str]) -> float:
     """Mean cosine, at the relation word, of the per-token states of each prompt and the same
     prompt with the opposite relation ("left of" <-> "right of", "above" <-> "below")."""
     from hwaksan.data.shapes import parse_caption
+    from hwaksan.data.shapes.captions import INVERSE
 
     sims = []
     for prompt in prompts:
         relation = parse_caption(prompt).relations[0][1]
-        word, other = relation.split()[0], OPPOSITE[relation].split()[0]
+        word, other = relation.split()[0], INVERSE[relation].split()[0]
         flipped = prompt.replace(f" {word} ", f" {other} ", 1)
         out = text_encoder([prompt, flipped])
         h, mask = out.hidden_states, out.attention_mask
