@@ -75,7 +75,7 @@ def relation_token_cosine(text_encoder, prompts: list[str]) -> float:
 
 
 def main() -> None:
-    from prompt_score import relation_prompts
+    from prompt_score import generate, relation_prompts
     from report import write_report
 
     from hwaksan.model_folder import load
@@ -85,6 +85,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=200)
     ap.add_argument("--scale", type=float, default=2.0, help="guidance scale")
     ap.add_argument("--steps", type=int, default=25)
+    ap.add_argument("--layout-scale", type=float, default=0.0, help="layout guidance (0 = off)")
     ap.add_argument("--name", default="relation_failures")
     args = ap.parse_args()
     start, rows = time.perf_counter(), []
@@ -94,16 +95,16 @@ def main() -> None:
     for model in args.model or ["shapes_t2i"]:
         pipe = load(model, device="cpu")
         prompts = relation_prompts(args.n, pipe.image_shape[-1])
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            images = pipe.generate(len(prompts), steps=args.steps, seed=0, prompt=prompts,
-                                   guidance_scale=args.scale, output_type="pt").float()  # fmt: skip
+        images = generate(pipe, prompts, args.scale, args.steps, True, args.layout_scale)
         counts = collections.Counter(failure_type(p, x) for p, x in zip(prompts, images))
         rows.append(dict(model=str(model), n=len(prompts), scale=args.scale,
+                         layout_scale=args.layout_scale,
                          relation_token_cosine=relation_token_cosine(pipe.text_encoder, prompts),
                          **{b: counts[b] / len(prompts) for b in bins}))  # fmt: skip
     lines = [
         f"# Relation prompts: where they fail ({args.n} prompts, guidance {args.scale:g}, "
-        f"DDIM-{args.steps}, bf16 autocast)",
+        f"DDIM-{args.steps}, bf16 autocast"
+        + (f", layout guidance {args.layout_scale:g})" if args.layout_scale else ")"),
         "",
         f"{platform.machine()}, torch {torch.__version__}, "
         f"{datetime.now(timezone.utc).isoformat(timespec='seconds')}, "

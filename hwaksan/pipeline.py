@@ -6,6 +6,7 @@ Saving and loading it as a folder lives in `hwaksan.model_folder`.
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from torch import nn
 
 from hwaksan.diffusion.schedule import NoiseSchedule
 from hwaksan.errors import HwaksanError
+from hwaksan.sampling.layout_guidance import layout_guidance, parse_relations
 from hwaksan.train.grid import to_pil
 
 
@@ -73,14 +75,19 @@ class Pipeline:
         progress: bool = False,
         output_type: str = "pil",
         batch_size: int = 64,
+        relations: Sequence | None = None,
+        layout_scale: float = 0.0,
     ) -> list[Image.Image] | torch.Tensor:
         """n images from seed `seed` (same seed, same images whatever `batch_size`).
 
         `class_labels` (one per image, or one for all) for class-conditional models; `prompt` and
         `negative_prompt` for text models. `guidance_scale` != 1 mixes in the unconditional
         prediction (classifier-free guidance, Ho & Salimans 2022); `classifier_scale` follows the
-        classifier's gradient (Dhariwal & Nichol 2021). `output_type` "pil" gives PIL images,
-        "pt" a [n, C, H, W] tensor in [-1, 1].
+        classifier's gradient (Dhariwal & Nichol 2021). `relations`, with `layout_scale` > 0, steers
+        where the prompt's objects go by their cross-attention (`sampling.layout_guidance`):
+        ("red circle", "left of", "blue square") triples of phrases from the prompt, one list for
+        all images or one per image. `output_type` "pil" gives PIL images, "pt" a [n, C, H, W]
+        tensor in [-1, 1].
         """
         from hwaksan.sampling import sample
 
@@ -96,6 +103,7 @@ class Pipeline:
         generator = torch.Generator().manual_seed(seed)
         x_T = torch.randn((n, *self.sample_shape), generator=generator)
         guide = self._classifier_guide(classifier_scale, labels, sampler, steps)
+        layout = self._layout(n, prompt, relations, layout_scale)
         chunks = []
         for start in range(0, n, batch_size):
             part = slice(start, start + batch_size)
@@ -104,6 +112,11 @@ class Pipeline:
                 guidance_scale, {k: v[part] for k, v in uncond.items()},
                 guide, None if labels is None else labels[part],
             )  # fmt: skip
+            if layout:
+                model = layout_guidance(
+                    model, self.unet, layout[part], layout_scale, schedule=self.schedule,
+                    prediction_type=self.prediction_type,
+                )  # fmt: skip
             latents = sample(
                 model, tuple(x.shape), schedule=self.schedule, sampler=sampler, steps=steps,
                 eta=eta, prediction_type=self.prediction_type,
@@ -119,6 +132,23 @@ class Pipeline:
         if self.autoencoder is None:
             return latents
         return self.autoencoder.decode(latents / self.latent_scale)
+
+    def _layout(self, n: int, prompt, relations, layout_scale: float) -> list | None:
+        """Per image, the `Relation`s of its prompt (token positions), or None when unused."""
+        if not layout_scale or relations is None:
+            return None
+        if self.text_encoder is None:
+            raise HwaksanError("relations steer a text model's cross-attention; this is not one")
+        relations = list(relations)
+        if relations and isinstance(relations[0][0], str):  # one list of triples for all images
+            relations = [relations]
+        if len(relations) == 1:
+            relations = relations * n
+        if len(relations) != n:
+            raise HwaksanError(f"relations must be one list of triples or {n} lists, one per image")
+        prompts = _prompt_list(prompt, n, "prompt")
+        tokenize = self.text_encoder.tokenize
+        return [parse_relations(tokenize, p, r) for p, r in zip(prompts, relations)]
 
     def _check_sampler_args(self, sampler: str, steps: int, eta: float) -> None:
         """The samplers' own argument checks, before any work is done."""

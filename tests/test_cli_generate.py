@@ -46,6 +46,22 @@ def test_generate_writes_one_row_per_prompt(text_model, tmp_path):
     assert "6 images (2 prompt(s) x 3)" in result.output
 
 
+def test_generate_steers_a_relation_and_names_a_phrase_that_is_not_in_the_prompt(
+    text_model, tmp_path
+):
+    prompt, out = "a blue square above a green triangle", tmp_path / "steered.png"
+    args = ["generate", prompt, "-n", "2", "--model", str(text_model), "--steps", "2"]
+    plain = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "plain.png")])
+    steered = CliRunner().invoke(main, [
+        *args, "--relation", "blue square", "above", "green triangle", "--out", str(out),
+    ])  # fmt: skip
+    assert plain.exit_code == 0 and steered.exit_code == 0, steered.output
+    assert Image.open(out).tobytes() != Image.open(tmp_path / "plain.png").tobytes()
+    bad = CliRunner().invoke(main, [*args, "--relation", "red star", "above", "green triangle"])
+    assert bad.exit_code != 0
+    assert "'red star' is not in the prompt" in bad.output
+
+
 def test_generate_warns_about_a_too_long_prompt_and_still_writes(text_model, tmp_path):
     long_prompt = " ".join(["a red circle to the left of a blue square"] * 5)
     out = tmp_path / "long.png"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from hwaksan.errors import HwaksanError
+from hwaksan.sampling.layout_guidance import LAYOUT_SCALE
 
 
 @click.command("generate")
@@ -17,12 +18,29 @@ from hwaksan.errors import HwaksanError
 @click.option("--sampler", default=None, help="ddim, ddpm, dpmpp_2m, euler, heun")
 @click.option("--steps", type=int, default=None, help="sampling steps (default: the model's)")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--relation",
+    "relations",
+    type=(str, str, str),
+    multiple=True,
+    metavar="A REL B",
+    help="steer a relation by cross-attention, e.g. --relation "
+    "'red circle' 'left of' 'blue square' (REL: left of, right of, above, below)",
+)
+@click.option("--layout-scale", type=float, default=LAYOUT_SCALE, show_default=True,
+              help="strength of --relation's layout guidance")  # fmt: skip
 @click.option("--scale", type=int, default=4, show_default=True, help="grid upscale factor")
 @click.option("--out", default="grid.png", show_default=True, help="PNG grid to write")
-def command(prompts, model, n, negative_prompt, guidance_scale, sampler, steps, seed, scale, out):
+def command(
+    prompts, model, n, negative_prompt, guidance_scale, sampler, steps, seed, relations,
+    layout_scale, scale, out,
+):  # fmt: skip
     """Generate N images for each PROMPT (one grid row per prompt), e.g.
 
     hwaksan generate "a red circle to the left of a blue square" -n 8 --out grid.png
+
+    --relation names two phrases of every PROMPT and how they sit; layout guidance then moves
+    their cross-attention to match while the layout forms.
     """
     from hwaksan.model_folder import load
     from hwaksan.train.grid import save_grid
@@ -36,6 +54,7 @@ def command(prompts, model, n, negative_prompt, guidance_scale, sampler, steps, 
         n * len(prompts), sampler=sampler, steps=steps, seed=seed,
         prompt=[p for p in prompts for _ in range(n)], negative_prompt=negative_prompt,
         guidance_scale=guidance_scale, progress=True, output_type="pt",
+        relations=list(relations) or None, layout_scale=layout_scale,
     )  # fmt: skip
     save_grid(images, out, nrow=n, scale=scale)
     click.echo(f"wrote {len(images)} images ({len(prompts)} prompt(s) x {n}) to {out}")
