@@ -3,12 +3,14 @@ really steers the picture."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 from text_stand_in import WordEncoder
 from torch import nn
 from torch.utils.data import Dataset
 
 from hwaksan.diffusion.schedule import NoiseSchedule
+from hwaksan.errors import HwaksanError
 from hwaksan.nets import build_unet
 from hwaksan.train.loop import TrainConfig, train
 from hwaksan.train.text import PromptCache, TextDiffusionRecipe, shapes_text_data
@@ -121,3 +123,14 @@ def test_shapes_text_data_pairs_each_scene_with_every_phrasing():
         assert caption in scene.captions
         assert parse_caption(caption).count == len(scene.objects)
     assert torch.equal(data.dataset[0]["image"], images[data.dataset.pairs[0][0]])
+
+
+def test_scenes_sets_how_many_shapes_scenes_and_only_for_shapes(tmp_path):
+    from hwaksan.train.text import text_training_data
+
+    data = text_training_data("shapes", 16, scenes=5)
+    assert data.info["length"] == 5 and len(data.dataset.images) == 5
+    with pytest.raises(HwaksanError, match="--scenes"):
+        text_training_data(str(tmp_path), 16, scenes=5)
+    with pytest.raises(HwaksanError, match="--scenes"):
+        text_training_data("shapes", 16, scenes=0)

@@ -61,6 +61,8 @@ from hwaksan.train.run import SCHEDULES, DiffusionRun, run_diffusion
 @click.option("--sample-steps", type=int, default=50, show_default=True, help="DDIM steps")
 @click.option("--checkpoint-every", type=int, default=500, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--scenes", type=int, default=None,
+              help="text-to-image on shapes: scenes to render (default 8000)")  # fmt: skip
 def command(**o) -> None:
     """Train a diffusion model; writes checkpoints, log.csv, loss.png, samples/ and model/."""
     config = TrainConfig(
@@ -81,7 +83,7 @@ def command(**o) -> None:
             **({"context_layers": o["context_layers"]} if o["context_layers"] else {}),
         },
         autoencoder=o["autoencoder"], text_encoder=o["text_encoder"], init_from=o["init_from"],
-        train_text_encoder=o["train_text_encoder"],
+        train_text_encoder=o["train_text_encoder"], scenes=o["scenes"],
     )  # fmt: skip
     _, result = run_diffusion(run)
     click.echo(f"trained {result.step} steps; model saved to {result.out_dir / 'model'}")

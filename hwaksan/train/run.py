@@ -51,6 +51,7 @@ class DiffusionRun:
     text_encoder: str | None = None  # "mini_clip" | "minilm" | a folder: text-to-image on captions
     init_from: str | None = None  # a trained model (name or folder) whose U-Net weights start this
     train_text_encoder: bool = False  # the diffusion loss trains the text encoder too (mini-CLIP)
+    scenes: int | None = None  # text-to-image on the shapes world: captioned scenes (8,000)
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
@@ -72,7 +73,7 @@ def run_diffusion(
 
     text_encoder = _text_encoder(run)
     if data is None and text_encoder is not None:
-        data = text_training_data(run.data, run.resolution)
+        data = text_training_data(run.data, run.resolution, run.scenes)
     data = data or training_data(run.data, run.resolution)
     latent = data if isinstance(data, LatentData) else _latent_data(run.autoencoder, data)
     space = latent.data if latent else data  # what the U-Net denoises: images or their latents

@@ -225,11 +225,15 @@ def shapes_text_data(
     return TrainingData(CaptionedImages(images, pairs), 3, resolution, info=info)
 
 
-def text_training_data(data: str, resolution: int | None = None) -> TrainingData:
-    """Captioned training data: the shapes world (1-2 objects, 32 px default) or an image folder
-    with captions in metadata.jsonl (every image needs one)."""
+def text_training_data(
+    data: str, resolution: int | None = None, scenes: int | None = None
+) -> TrainingData:
+    """Captioned training data: the shapes world (1-2 objects, 32 px default, `scenes` of them,
+    8,000 by default) or an image folder with captions in metadata.jsonl (every image needs one)."""
+    if scenes is not None and (data != "shapes" or scenes < 1):
+        raise HwaksanError(f"--scenes takes a positive count, for --data shapes only: {scenes}")
     if data == "shapes":
-        return shapes_text_data(resolution or 32)
+        return shapes_text_data(resolution or 32, length=scenes or 8000)
     if not Path(data).is_dir():
         raise HwaksanError(
             f"a text-to-image model needs captioned data: shapes or a folder with "
