@@ -63,6 +63,8 @@ from hwaksan.train.run import SCHEDULES, DiffusionRun, run_diffusion
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--scenes", type=int, default=None,
               help="text-to-image on shapes: scenes to render (default 8000)")  # fmt: skip
+@click.option("--grounding-loss", type=float, default=0.0,
+              help="text-to-image on shapes: token grounding loss weight")  # fmt: skip
 def command(**o) -> None:
     """Train a diffusion model; writes checkpoints, log.csv, loss.png, samples/ and model/."""
     config = TrainConfig(
@@ -84,6 +86,7 @@ def command(**o) -> None:
         },
         autoencoder=o["autoencoder"], text_encoder=o["text_encoder"], init_from=o["init_from"],
         train_text_encoder=o["train_text_encoder"], scenes=o["scenes"],
+        grounding_weight=o["grounding_loss"],
     )  # fmt: skip
     _, result = run_diffusion(run)
     click.echo(f"trained {result.step} steps; model saved to {result.out_dir / 'model'}")

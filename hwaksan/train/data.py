@@ -54,17 +54,21 @@ class TensorItems(Dataset):
 
 
 class CaptionedImages(Dataset):
-    """Images [N, C, H, W] in memory and (image index, caption) pairs: dict(image=, caption=)."""
+    """Images [N, C, H, W] in memory and (image index, caption) pairs: dict(image=, caption=,
+    index=). `object_masks` (`train.grounding.ObjectMasks`, optional) says where each image's
+    objects are, for the token grounding loss; it follows the images into latent space."""
 
-    def __init__(self, images: torch.Tensor, pairs: Sequence[tuple[int, str]]) -> None:
-        self.images, self.pairs = images, list(pairs)
+    def __init__(
+        self, images: torch.Tensor, pairs: Sequence[tuple[int, str]], object_masks=None
+    ) -> None:
+        self.images, self.pairs, self.object_masks = images, list(pairs), object_masks
 
     def __len__(self) -> int:
         return len(self.pairs)
 
     def __getitem__(self, i: int) -> dict:
         index, caption = self.pairs[i]
-        return {"image": self.images[index], "caption": caption}
+        return {"image": self.images[index], "caption": caption, "index": index}
 
     @property
     def captions(self) -> list[str]:

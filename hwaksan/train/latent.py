@@ -144,7 +144,7 @@ def latent_data(
     dataset = (
         TensorItems(latents * scale, class_ids)
         if pairs is None
-        else CaptionedImages(latents * scale, pairs)
+        else CaptionedImages(latents * scale, pairs, getattr(data.dataset, "object_masks", None))
     )
     space = TrainingData(dataset, shape[0], shape[1], data.num_classes, data.class_names, info)
     return LatentData(space, autoencoder, scale, image_shape, seconds)

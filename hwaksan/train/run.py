@@ -52,6 +52,7 @@ class DiffusionRun:
     init_from: str | None = None  # a trained model (name or folder) whose U-Net weights start this
     train_text_encoder: bool = False  # the diffusion loss trains the text encoder too (mini-CLIP)
     scenes: int | None = None  # text-to-image on the shapes world: captioned scenes (8,000)
+    grounding_weight: float = 0.0  # text-to-image: weight of the token grounding loss (shapes)
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
@@ -73,7 +74,9 @@ def run_diffusion(
 
     text_encoder = _text_encoder(run)
     if data is None and text_encoder is not None:
-        data = text_training_data(run.data, run.resolution, run.scenes)
+        data = text_training_data(
+            run.data, run.resolution, run.scenes, object_masks=run.grounding_weight > 0
+        )
     data = data or training_data(run.data, run.resolution)
     latent = data if isinstance(data, LatentData) else _latent_data(run.autoencoder, data)
     space = latent.data if latent else data  # what the U-Net denoises: images or their latents
@@ -95,7 +98,11 @@ def run_diffusion(
         recipe_args = dict(autoencoder=latent.autoencoder, latent_scale=latent.latent_scale)
     if text_encoder is not None:
         recipe_class = LatentTextDiffusionRecipe if latent else TextDiffusionRecipe
-        recipe_args.update(text_encoder=text_encoder, captions=space.dataset.captions)
+        recipe_args.update(
+            text_encoder=text_encoder, captions=space.dataset.captions,
+            object_masks=getattr(space.dataset, "object_masks", None),
+            grounding_weight=run.grounding_weight,
+        )  # fmt: skip
     recipe = recipe_class(
         model, schedule, (space.channels, space.resolution, space.resolution),
         prediction_type=run.prediction_type, snr_gamma=run.snr_gamma, learn_sigma=run.learn_sigma,

@@ -18,8 +18,10 @@ from tqdm.auto import tqdm
 
 from hwaksan.diffusion.schedule import NoiseSchedule
 from hwaksan.errors import HwaksanError
+from hwaksan.sampling.layout_guidance import CrossAttentionMaps
 from hwaksan.train.data import CaptionedImages, TrainingData
 from hwaksan.train.diffusion import DiffusionRecipe, model_config
+from hwaksan.train.grounding import TokenGrounding, grounding_loss, shapes_object_masks
 from hwaksan.train.latent import LatentDiffusionRecipe
 
 # Prompts of the progress grids: one per row of 4 samples (shapes-world words).
@@ -127,7 +129,9 @@ class TextDiffusionRecipe(DiffusionRecipe):
     Captions are dropped to "" with probability `cond_drop_prob` (for classifier-free guidance);
     `captions` (the data set's) are encoded before training starts; progress grids show
     `sample_prompts` at `sample_guidance_scale`. A `TextConditioned` model trains its own text
-    encoder: it is given token ids, and nothing is cached.
+    encoder: it is given token ids, and nothing is cached. With `object_masks` and
+    `grounding_weight` > 0, the token grounding loss (`train.grounding`, TokenCompose) is added;
+    batches then carry each caption's image "index".
     """
 
     def __init__(
@@ -141,6 +145,8 @@ class TextDiffusionRecipe(DiffusionRecipe):
         captions: Sequence[str] | None = None,
         sample_prompts: Sequence[str] = SAMPLE_PROMPTS,
         sample_guidance_scale: float = 4.0,
+        object_masks=None,
+        grounding_weight: float = 0.0,
         **kwargs,
     ) -> None:
         if kwargs.pop("num_classes", None) is not None:
@@ -157,6 +163,13 @@ class TextDiffusionRecipe(DiffusionRecipe):
         self.sample_guidance_scale = sample_guidance_scale
         if captions is not None and not self.joint:  # encode the data set's captions up front
             self.prompts.add([*captions, "", *self.sample_prompts], progress=True)
+        self.grounding_weight, self.grounding = grounding_weight, None
+        if grounding_weight:
+            if object_masks is None:
+                raise HwaksanError("the token grounding loss needs object masks: use --data shapes")
+            from hwaksan.data.shapes.caption_parser import mention_phrases
+
+            self.grounding = TokenGrounding(object_masks, text_encoder.tokenize, mention_phrases)
 
     def drop_prompts(self, captions: Sequence[str]) -> list[str]:
         """Each caption replaced by the empty prompt with probability `cond_drop_prob`."""
@@ -173,8 +186,18 @@ class TextDiffusionRecipe(DiffusionRecipe):
         return {"input_ids": ids[:, :n].to(device), "token_mask": mask[:, :n].to(device)}
 
     def loss(self, model: nn.Module, batch: dict, step: int) -> tuple[torch.Tensor, dict]:
-        cond = self.conditions(self.drop_prompts(batch["caption"]), batch["image"].device)
-        return super().loss(functools.partial(model, **cond), batch, step)
+        captions = self.drop_prompts(batch["caption"])
+        cond = self.conditions(captions, batch["image"].device)
+        if self.grounding is None:
+            return super().loss(functools.partial(model, **cond), batch, step)
+        with CrossAttentionMaps(model) as attention:
+            loss, logs = super().loss(functools.partial(model, **cond), batch, step)
+        length = attention.maps[0][0].shape[-1]
+        token_objects, masks = self.grounding.targets(captions, batch["index"], length)
+        device = batch["image"].device
+        grounding = grounding_loss(attention.maps, token_objects.to(device), masks.to(device))
+        logs = {**logs, "grounding": grounding.detach().item()}
+        return loss + self.grounding_weight * grounding, logs
 
     def sample_images(self, model: nn.Module, step: int) -> torch.Tensor | None:
         """The sample prompts in turn (one prompt per `n / len(prompts)` images), guided."""
@@ -196,6 +219,7 @@ class TextDiffusionRecipe(DiffusionRecipe):
             **super().describe(),
             "kind": "text_diffusion",
             "train_text_encoder": self.joint,
+            "grounding_weight": self.grounding_weight,
             "text_encoder": {
                 "class": type(self.text_encoder).__name__,
                 "config": model_config(self.text_encoder),
@@ -212,28 +236,36 @@ class LatentTextDiffusionRecipe(TextDiffusionRecipe, LatentDiffusionRecipe):
 
 
 def shapes_text_data(
-    resolution: int = 32, length: int = 8000, seed: int = 0, max_objects: int = 2
+    resolution: int = 32,
+    length: int = 8000,
+    seed: int = 0,
+    max_objects: int = 2,
+    object_masks: bool = False,
 ) -> TrainingData:
     """`length` shapes-world scenes of 1..max_objects objects, each paired with every phrasing
-    of its caption (templates and synonyms: several prompts for one picture)."""
+    of its caption (templates and synonyms: several prompts for one picture); with
+    `object_masks`, where each object is (for the token grounding loss)."""
     from hwaksan.data import shapes
 
     config = shapes.ShapesConfig(resolution=resolution, min_objects=1, max_objects=max_objects)
     images, scenes = shapes.render_batch(length, seed=seed, config=config)
     pairs = [(i, caption) for i, scene in enumerate(scenes) for caption in scene.captions]
+    masks = shapes_object_masks(scenes) if object_masks else None
     info = {"name": "shapes", "shapes_config": config.to_dict(), "length": length, "seed": seed}
-    return TrainingData(CaptionedImages(images, pairs), 3, resolution, info=info)
+    return TrainingData(CaptionedImages(images, pairs, masks), 3, resolution, info=info)
 
 
 def text_training_data(
-    data: str, resolution: int | None = None, scenes: int | None = None
+    data: str, resolution: int | None = None, scenes: int | None = None, object_masks=False
 ) -> TrainingData:
     """Captioned training data: the shapes world (1-2 objects, 32 px default, `scenes` of them,
     8,000 by default) or an image folder with captions in metadata.jsonl (every image needs one)."""
     if scenes is not None and (data != "shapes" or scenes < 1):
         raise HwaksanError(f"--scenes takes a positive count, for --data shapes only: {scenes}")
     if data == "shapes":
-        return shapes_text_data(resolution or 32, length=scenes or 8000)
+        return shapes_text_data(resolution or 32, length=scenes or 8000, object_masks=object_masks)
+    if object_masks:
+        raise HwaksanError("the token grounding loss needs object masks: use --data shapes")
     if not Path(data).is_dir():
         raise HwaksanError(
             f"a text-to-image model needs captioned data: shapes or a folder with "

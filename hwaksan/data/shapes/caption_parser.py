@@ -101,6 +101,18 @@ def parse_caption(text: str) -> Prompt:
     return Prompt(objects, count, relations)
 
 
+def mention_phrases(text: str) -> list[tuple[str, str | None, str]]:
+    """Each object mention of a caption as written, with its color (or None) and shape:
+    "two small red circles above a disk" -> [("small red circles", "red", "circle"),
+    ("disk", None, "circle")]. The phrase drops counts and articles (the words that name it)."""
+    text = re.sub(r"\s+", " ", text.lower().replace("-", " ")).strip(" .")
+    out = []
+    for m in _MENTION.finditer(text):
+        start = min(m.start(g) for g in ("size", "color", "size2", "shape") if m[g] is not None)
+        out.append((text[start : m.end()], m["color"], _SHAPE[m["shape"]]))
+    return out
+
+
 def scene_prompt(scene: Scene, unambiguous: float = 0.08) -> Prompt:
     """Every claim true of a scene: each object's attributes, the count, and the relation of each
     pair whose centroids are not near a diagonal (| |dx| - |dy| | >= unambiguous * resolution)."""
