@@ -24,11 +24,11 @@ from hwaksan.diffusion.schedule import NoiseSchedule
 from hwaksan.errors import HwaksanError
 from hwaksan.sampling.classifier_guidance import alpha_sigma_at
 
+# The default strength of `hwaksan generate --relation`, chosen on prompts the prompt score does not
+# use (`benchmarks/prompt_score.py --layout-scale`).
+LAYOUT_SCALE = 1.0
 # relation -> (axis: 0 = x, 1 = y; sign of centroid(A) - centroid(B) when it holds). Image y grows
 # downward, so "above" is a smaller y.
-LAYOUT_SCALE = (
-    1.0  # `hwaksan generate --relation`'s default strength (benchmarks/layout_guidance.py)
-)
 RELATIONS = {"left of": (0, -1), "right of": (0, 1), "above": (1, -1), "below": (1, 1)}
 
 
