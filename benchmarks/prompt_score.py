@@ -140,8 +140,15 @@ def main() -> None:
         default=0.0,
         help="layout guidance on the relation prompts' relations (0 = off)",
     )
+    ap.add_argument(
+        "--prompt-seed",
+        type=int,
+        default=PROMPT_SEED,
+        help="scenes the prompts describe (another seed to tune on)",
+    )
     ap.add_argument("--name", default="prompt_score", help="results/<name>.md and .json")
     ap.add_argument("--grids", default="docs", help="folder for one PNG grid per family")
+    ap.add_argument("--families", default="single,relation")
     args = ap.parse_args()
     scales = [float(s) for s in args.scales.split(",")]
     results, start = [], time.perf_counter()
@@ -149,8 +156,9 @@ def main() -> None:
         pipe = load(model, device="cpu")
         encoder = type(pipe.text_encoder).__name__
         resolution = pipe.image_shape[-1]
-        for family, make in FAMILIES.items():
-            prompts, rows = make(args.n, resolution), {}
+        for family in args.families.split(","):
+            make = FAMILIES[family]
+            prompts, rows = make(args.n, resolution, args.prompt_seed), {}
             for scale in scales:
                 layout = args.layout_scale if family == "relation" else 0.0
                 scores, images = score_model(pipe, prompts, scale, args.steps, args.bf16, layout)
@@ -163,7 +171,8 @@ def main() -> None:
     lines = [
         f"# Prompt score: {args.n} prompts per family, one image each, DDIM-{args.steps}, seed 0"
         + (", bf16 autocast" if args.bf16 else "")
-        + (f", layout guidance {args.layout_scale:g} on relations" if args.layout_scale else ""),
+        + (f", layout guidance {args.layout_scale:g} on relations" if args.layout_scale else "")
+        + (f", prompt seed {args.prompt_seed}" if args.prompt_seed != PROMPT_SEED else ""),
         "",
         f"{platform.machine()}, torch {torch.__version__}, "
         f"{datetime.now(timezone.utc).isoformat(timespec='seconds')}, "
