@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -36,7 +35,7 @@ def inside_share(pipe, n: int, seed: int) -> dict:
     from hwaksan.data.shapes.caption_parser import mention_phrases
     from hwaksan.data.shapes.renderer import render, scene_rng, to_tensor
     from hwaksan.sampling.layout_guidance import CrossAttentionMaps
-    from hwaksan.train.grounding import TokenGrounding, shapes_object_masks
+    from hwaksan.train.grounding import TokenGrounding, inside_share, shapes_object_masks
 
     R = pipe.image_shape[-1]
     config = ShapesConfig(resolution=R, min_objects=2, max_objects=2)
@@ -61,10 +60,7 @@ def inside_share(pipe, n: int, seed: int) -> dict:
         with recorder:
             pipe.unet(x_t, torch.full((n,), t), **cond)
         for i, (probs, (H, W)) in enumerate(recorder.maps):
-            pooled = F.adaptive_avg_pool2d(masks.float(), (H, W)).flatten(2)  # (n, K, HW)
-            target = (token_objects @ pooled).clamp(max=1)  # (n, L, HW)
-            attn = probs.transpose(1, 2)  # (n, L, HW)
-            share = (attn * target).sum(-1) / attn.sum(-1).clamp_min(1e-12)
+            share = inside_share(probs, (H, W), token_objects, masks)  # (n, L)
             out[f"t={t} layer {i} ({H}x{W})"] = float(share[valid].mean())
     return out
 

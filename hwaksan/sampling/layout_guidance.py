@@ -27,6 +27,7 @@ from hwaksan.sampling.classifier_guidance import alpha_sigma_at
 # The default strength of `hwaksan generate --relation`, chosen on prompts the prompt score does not
 # use (`benchmarks/prompt_score.py --layout-scale`).
 LAYOUT_SCALE = 1.0
+MARGIN = 0.1  # how far apart (in image widths) two centroids must be for a relation to hold
 # relation -> (axis: 0 = x, 1 = y; sign of centroid(A) - centroid(B) when it holds). Image y grows
 # downward, so "above" is a smaller y.
 RELATIONS = {"left of": (0, -1), "right of": (0, 1), "above": (1, -1), "below": (1, 1)}
@@ -101,7 +102,7 @@ def centroid(probs: torch.Tensor, hw: tuple[int, int], tokens: Sequence[int]) ->
 def relation_energy(
     maps: list[tuple[torch.Tensor, tuple[int, int]]],
     relations: Sequence[Sequence[Relation]],
-    margin: float = 0.25,
+    margin: float = MARGIN,
 ) -> torch.Tensor:
     """Per image: sum over its relations of relu(margin - sign * (c_A - c_B)[axis])^2, averaged
     over the cross-attention layers. 0 when every relation holds by `margin`. -> (B,)"""
@@ -126,7 +127,7 @@ def layout_guidance(
     schedule: NoiseSchedule,
     prediction_type: str = "epsilon",
     until: float = 0.3,
-    margin: float = 0.1,
+    margin: float = MARGIN,
 ) -> Callable[..., torch.Tensor]:
     """`model` (any wrapped prediction, e.g. classifier-free guided) steered so each image's
     `relations` hold: x0' = x0 - scale * min(1, sqrt(E) / margin) * g / rms(g), g = grad_x E(x_t),

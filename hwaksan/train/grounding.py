@@ -86,6 +86,18 @@ class TokenGrounding:
         return token_objects, masks
 
 
+def inside_share(
+    probs: torch.Tensor, hw: tuple[int, int], token_objects: torch.Tensor, masks: torch.Tensor
+) -> torch.Tensor:
+    """A_in / A_all per token [B, M]: the share of one layer's attention (probs [B, H*W, M]) that
+    falls inside the objects each token names (token_objects [B, M, K]; masks [B, K, h, w] pooled
+    to the layer's (H, W))."""
+    pooled = F.adaptive_avg_pool2d(masks.to(probs), hw).flatten(2)  # (B, K, HW)
+    target = (token_objects.to(probs) @ pooled).clamp(max=1)  # (B, M, HW)
+    attn = probs.transpose(1, 2)  # (B, M, HW)
+    return (attn * target).sum(-1) / attn.sum(-1).clamp_min(1e-12)  # (B, M)
+
+
 def grounding_loss(
     maps: list[tuple[torch.Tensor, tuple[int, int]]],
     token_objects: torch.Tensor,
@@ -100,10 +112,7 @@ def grounding_loss(
     if not maps or not bool(valid.any()):
         return maps[0][0].new_zeros(()) if maps else torch.zeros(())
     total = 0.0
-    for probs, (H, W) in maps:
-        pooled = F.adaptive_avg_pool2d(masks.to(probs), (H, W)).flatten(2)  # (B, K, HW)
-        target = (token_objects.to(probs) @ pooled).clamp(max=1)  # (B, M, HW)
-        attn = probs.transpose(1, 2)  # (B, M, HW)
-        inside = (attn * target).sum(-1) / attn.sum(-1).clamp_min(1e-12)  # (B, M)
+    for probs, hw in maps:
+        inside = inside_share(probs, hw, token_objects, masks)  # (B, M)
         total = total + ((1 - inside) ** 2)[valid].mean()
     return total / len(maps)
