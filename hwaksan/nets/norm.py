@@ -1,8 +1,10 @@
-"""GroupNorm (Wu & He 2018) with a fast backward for channels-last feature maps on the CPU.
+"""GroupNorm (Wu & He 2018) with fast paths for channels-last feature maps on the CPU.
 
-PyTorch's native channels-last GroupNorm backward ran 3x (fp32) to 25x (bf16) slower than its
-NCHW one here (16x64x32x32, one thread, measured 2026-11-24). The forward stays native; the
-backward is rewritten as per-(sample, channel) sums over positions plus one affine map of x and dy.
+float32: a compiled kernel (nets/kernels/group_norm.cpp) does norm, the ResBlock's conditioning
+and SiLU in one read pass and one write pass per sample, forward and backward. Without a compiler,
+and for bf16: PyTorch's native forward, whose channels-last backward ran 3x (fp32) to 25x (bf16)
+slower than its NCHW one here (16x64x32x32, one thread, 2026-11-24), so the backward is rewritten
+as per-(sample, channel) sums over positions plus one affine map of x and dy.
 `GroupNorm.silu` fuses the SiLU that follows every norm of the U-Net into the same autograd node.
 """
 
@@ -11,6 +13,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from hwaksan.nets import kernels
 
 
 class _ChannelsLastGroupNorm(torch.autograd.Function):
@@ -36,8 +40,7 @@ def _channels_last_backward(dy, x, weight, mean, rstd, groups: int, reuse_dy: bo
     `reuse_dy`: dy is a float32 scratch tensor the caller owns, and dx is written over it."""
     B, C, H, W = x.shape
     per_group = C // groups
-    X = x.permute(0, 2, 3, 1).reshape(B, H * W, C)  # (B, HW, C), a view
-    D = dy.permute(0, 2, 3, 1).reshape(B, H * W, C)  # (B, HW, C)
+    X, D = to_rows(x), to_rows(dy)  # (B, HW, C) each, views
     mean_c = mean.float().repeat_interleave(per_group, 1)  # (B, C)
     rstd_c = rstd.float().repeat_interleave(per_group, 1)  # (B, C)
     sum_dy = D.sum(1, dtype=torch.float32)  # (B, C)
@@ -58,8 +61,7 @@ def _channels_last_backward(dy, x, weight, mean, rstd, groups: int, reuse_dy: bo
         dx = D.mul_(a).addcmul_(X, b).add_(c)  # (B, HW, C), no new full-size tensor
     else:
         dx = torch.addcmul(c, D, a).addcmul_(X, b).to(x.dtype)  # (B, HW, C), float32 math
-    dx = dx.unflatten(1, (H, W)).permute(0, 3, 1, 2)  # (B, C, H, W), channels-last
-    return dx, grad_weight.to(weight.dtype), grad_bias.to(weight.dtype)
+    return from_rows(dx, x.shape), grad_weight.to(weight.dtype), grad_bias.to(weight.dtype)
 
 
 def _channel_dots(D: torch.Tensor, X: torch.Tensor, chunk_bytes: int = 8 << 20) -> torch.Tensor:
@@ -101,23 +103,99 @@ class _GroupNormSiLU(torch.autograd.Function):
         return (*grads, None, None)
 
 
+class _FusedGroupNorm(torch.autograd.Function):
+    """[silu](GroupNorm(x + add) * weight + bias) through the compiled kernel (nets/kernels):
+    x (B, C, H, W) channels-last float32; weight, bias (B, C) per sample; add (B, C) or None."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, add, groups: int, eps: float, silu: bool):
+        w, b = weight.contiguous(), bias.contiguous()  # (B, C)
+        a = _NO_ADD if add is None else add.contiguous()  # (B, C) or empty
+        z, mean, rstd = kernels.group_norm().forward(to_rows(x), w, b, a, groups, eps, silu)
+        ctx.save_for_backward(x, w, b, a, mean, rstd)
+        ctx.groups, ctx.silu, ctx.has_add = groups, silu, add is not None
+        return from_rows(z, x.shape)  # (B, C, H, W), channels-last
+
+    @staticmethod
+    def backward(ctx, dz):
+        x, w, b, a, mean, rstd = ctx.saved_tensors
+        dz = to_rows(dz.contiguous(memory_format=torch.channels_last))  # (B, HW, C)
+        dx, dw, db, da = kernels.group_norm().backward(
+            dz, to_rows(x), w, b, a, mean, rstd, ctx.groups, ctx.silu
+        )
+        return from_rows(dx, x.shape), dw, db, (da if ctx.has_add else None), None, None, None
+
+
+_NO_ADD = torch.empty(0)
+
+
+def to_rows(x: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) channels-last -> (B, H*W, C), a view."""
+    B, C, H, W = x.shape
+    return x.permute(0, 2, 3, 1).reshape(B, H * W, C)
+
+
+def from_rows(rows: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    """(B, H*W, C) -> (B, C, H, W) with channels-last strides, a view."""
+    B, C, H, W = shape
+    return rows.unflatten(1, (H, W)).permute(0, 3, 1, 2)
+
+
 def _is_channels_last(x: torch.Tensor) -> bool:
     return not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
 
 
 class GroupNorm(nn.GroupNorm):
-    """`nn.GroupNorm` (same parameters and state dict); fast backward for channels-last on CPU."""
+    """`nn.GroupNorm` (same parameters and state dict) with fast CPU paths for channels-last maps:
+    a compiled fused kernel for float32 (nets/kernels), else a rewritten backward.
+
+    `silu(x, add=, scale=, shift=)` is a U-Net ResBlock's whole "norm, condition, activate":
+    silu(GroupNorm(x + add) * (1 + scale) + shift), add / scale / shift (B, C) per sample or None.
+    """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._fused(x):
+            return self._apply_fused(x, silu=False)
         if x.dim() == 4 and _is_channels_last(x) and x.device.type == "cpu" and self.affine:
             return _ChannelsLastGroupNorm.apply(
                 x, self.weight, self.bias, self.num_groups, self.eps
             )
         return F.group_norm(x, self.num_groups, self.weight, self.bias, self.eps)
 
-    def silu(self, x: torch.Tensor) -> torch.Tensor:
-        """silu(self(x)) as one autograd node that saves only x for backward (two ops save two)."""
+    def silu(
+        self,
+        x: torch.Tensor,
+        add: torch.Tensor | None = None,
+        scale: torch.Tensor | None = None,
+        shift: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """silu(self(x + add) * (1 + scale) + shift) -> (B, C, H, W); x (B, C, H, W)."""
+        if self._fused(x):
+            return self._apply_fused(x, True, add, scale, shift)
+        if add is not None:
+            x = x + add[:, :, None, None]  # (B, C, H, W)
+        if scale is not None:
+            return F.silu(self(x) * (1 + scale[:, :, None, None]) + shift[:, :, None, None])
         plain = x.dim() != 4 or x.device.type != "cpu" or not self.affine
         if plain or torch.is_autocast_enabled("cpu"):
             return F.silu(self(x))
         return _GroupNormSiLU.apply(x, self.weight, self.bias, self.num_groups, self.eps)
+
+    def _fused(self, x: torch.Tensor) -> bool:
+        """Whether the compiled kernel takes x: float32, channels-last, CPU, no autocast."""
+        return (
+            x.dim() == 4
+            and x.dtype == torch.float32
+            and x.device.type == "cpu"
+            and self.affine
+            and _is_channels_last(x)
+            and not torch.is_autocast_enabled("cpu")
+            and kernels.group_norm() is not None
+        )
+
+    def _apply_fused(self, x, silu: bool, add=None, scale=None, shift=None) -> torch.Tensor:
+        B = x.shape[0]
+        weight, bias = self.weight.expand(B, -1), self.bias.expand(B, -1)  # (B, C)
+        if scale is not None:  # ADM's scale-shift folded into the per-sample affine
+            weight, bias = weight * (1 + scale), bias * (1 + scale) + shift  # (B, C)
+        return _FusedGroupNorm.apply(x, weight, bias, add, self.num_groups, self.eps, silu)

@@ -46,12 +46,12 @@ class ResBlock(nn.Module):
     def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
         """x (B, C_in, H, W), emb (B, E) already through SiLU -> (B, C_out, H, W)."""
         h = self.conv1(self.norm1.silu(x))  # (B, C_out, H, W)
-        e = self.emb_proj(emb)[:, :, None, None]  # (B, C_out or 2*C_out, 1, 1)
+        e = self.emb_proj(emb)  # (B, C_out or 2*C_out)
         if self.use_scale_shift_norm:
-            scale, shift = e.chunk(2, dim=1)  # (B, C_out, 1, 1) each
-            h = F.silu(self.norm2(h) * (1 + scale) + shift)  # (B, C_out, H, W)
+            scale, shift = e.chunk(2, dim=1)  # (B, C_out) each
+            h = self.norm2.silu(h, scale=scale, shift=shift)  # (B, C_out, H, W)
         else:
-            h = self.norm2.silu(h + e)  # (B, C_out, H, W)
+            h = self.norm2.silu(h, add=e)  # (B, C_out, H, W)
         h = self.conv2(self.dropout(h))  # (B, C_out, H, W)
         return self.skip(x) + h  # (B, C_out, H, W)
 

@@ -1,0 +1,57 @@
+"""Fused CPU kernels, compiled on first use with `torch.utils.cpp_extension` (about 20 s, then
+cached by PyTorch under ~/.cache/torch_extensions or $TORCH_EXTENSIONS_DIR).
+
+`group_norm()` returns the compiled GroupNorm(+SiLU) module, or None when it cannot be had: no C++
+compiler or ninja, a failed build, or HWAKSAN_FUSED_KERNELS=0 in the environment. Callers then
+run the reference PyTorch path, which computes the same function; the kernel only saves time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import warnings
+from functools import cache
+from pathlib import Path
+from types import ModuleType
+
+_FLAGS = ["-O3", "-march=native", "-ffast-math", "-fopenmp"]  # compile only: no crtfastmath link
+
+
+def enabled() -> bool:
+    """False when the user switched fused kernels off (HWAKSAN_FUSED_KERNELS=0)."""
+    return os.environ.get("HWAKSAN_FUSED_KERNELS", "1") != "0"
+
+
+@cache
+def group_norm() -> ModuleType | None:
+    """The compiled kernels of `group_norm.cpp` (forward, backward), or None; built once."""
+    if not enabled():
+        return None
+    try:
+        from torch.utils.cpp_extension import load
+
+        source = Path(__file__).with_name("group_norm.cpp")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return load(f"hwaksan_group_norm_{_cpu_tag()}", [str(source)], extra_cflags=_FLAGS,
+                        extra_ldflags=["-fopenmp"], verbose=False)  # fmt: skip
+    except Exception as err:  # no compiler, no ninja, a failed build: fall back, say so once
+        warnings.warn(f"hwaksan: fused GroupNorm kernel unavailable ({type(err).__name__}: "
+                      f"{str(err).splitlines()[0] if str(err) else ''}); using the PyTorch path",
+                      stacklevel=2)  # fmt: skip
+        return None
+
+
+def _cpu_tag() -> str:
+    """-march=native builds for this CPU: a cache shared between machines must not mix them."""
+    flags = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                flags = line
+                break
+    except OSError:
+        pass
+    return hashlib.sha1((platform.machine() + flags).encode()).hexdigest()[:8]
