@@ -157,3 +157,16 @@ def test_fused_backward_takes_a_gradient_in_nchw_layout(path):
     _, grads_ref = _grads(norm.silu, norm, x, dz.contiguous(memory_format=torch.channels_last))
     for got, want in zip(grads, grads_ref):
         torch.testing.assert_close(got, want)
+
+
+def test_fused_kernels_switch_off_and_fall_back_with_a_warning(monkeypatch):
+    monkeypatch.setenv("HWAKSAN_FUSED_KERNELS", "0")
+    assert kernels.group_norm.__wrapped__() is None  # the uncached body: no build attempted
+    monkeypatch.delenv("HWAKSAN_FUSED_KERNELS")
+
+    def no_compiler(*args, **kwargs):
+        raise RuntimeError("Ninja is required to load C++ extensions")
+
+    monkeypatch.setattr("torch.utils.cpp_extension.load", no_compiler)
+    with pytest.warns(UserWarning, match="fused GroupNorm kernel unavailable.*Ninja is required"):
+        assert kernels.group_norm.__wrapped__() is None

@@ -1,9 +1,10 @@
-"""The U-Net's speed paths compute the textbook op: sub-pixel Upsample, oneDNN Linear."""
+"""The U-Net's speed paths compute the textbook op: sub-pixel Upsample, oneDNN Linear, fused QKV."""
 
 import pytest
 import torch
 import torch.nn.functional as F
 
+from hwaksan.nets.attention import Attention
 from hwaksan.nets.linear import Linear
 from hwaksan.nets.resnet import Upsample
 
@@ -64,3 +65,31 @@ def test_linear_under_autocast_is_the_bf16_f_linear():
         y, ref = lin(x), F.linear(x, lin.weight, lin.bias)
     assert y.dtype == ref.dtype == torch.bfloat16
     torch.testing.assert_close(y, ref)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_fused_qkv_self_attention_equals_three_projections(bias, monkeypatch):
+    torch.manual_seed(0)
+    attn = Attention(16, heads=4, dim_head=4, bias=bias)
+    x = torch.randn(2, 9, 16, requires_grad=True)
+    params = [x, *attn.parameters()]
+    assert attn._plain_projections()
+    y = attn(x)
+    got = _grads(y, params)
+    monkeypatch.setattr(Attention, "_plain_projections", lambda self: False)
+    ref = attn(x)
+    torch.testing.assert_close(y, ref, atol=1e-5, rtol=1e-5)
+    for a, b in zip(got, _grads(ref, params)):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def test_fused_qkv_steps_aside_for_hooks_and_wrappers():
+    """A hook or a wrapper on to_q (LoRA, a probe) must see its call: no fusion then."""
+    attn, x, seen = Attention(16, heads=4, dim_head=4), torch.randn(2, 9, 16), []
+    handle = attn.to_q.register_forward_hook(lambda m, i, o: seen.append(o.shape))
+    attn(x)
+    assert seen == [torch.Size([2, 9, 16])] and not attn._plain_projections()
+    handle.remove()
+    attn.to_k = torch.nn.Sequential(attn.to_k)  # any wrapper
+    assert not attn._plain_projections()
+    assert attn(x).shape == (2, 9, 16)

@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from hwaksan.nets.linear import Linear
+from hwaksan.nets.linear import Linear, linear
 from hwaksan.nets.norm import GroupNorm
 from hwaksan.nets.resnet import zero_module
 
@@ -72,13 +72,33 @@ class Attention(nn.Module):
         context_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """x (B, N, query_dim), context (B, M, context_dim) or None -> (B, N, query_dim)."""
-        context = x if context is None else context
-        q = self.to_q(x).unflatten(-1, (self.heads, -1)).transpose(1, 2)  # (B, h, N, d)
-        k = self.to_k(context).unflatten(-1, (self.heads, -1)).transpose(1, 2)  # (B, h, M, d)
-        v = self.to_v(context).unflatten(-1, (self.heads, -1)).transpose(1, 2)  # (B, h, M, d)
+        if context is None and self._plain_projections():
+            q, k, v = self._fused_qkv(x)  # (B, h, N, d) each
+        else:
+            context = x if context is None else context
+            q = self.to_q(x).unflatten(-1, (self.heads, -1)).transpose(1, 2)  # (B, h, N, d)
+            k = self.to_k(context).unflatten(-1, (self.heads, -1)).transpose(1, 2)  # (B, h, M, d)
+            v = self.to_v(context).unflatten(-1, (self.heads, -1)).transpose(1, 2)  # (B, h, M, d)
         mask = None if context_mask is None else context_mask.bool()[:, None, None, :]  # (B,1,1,M)
         out = attention(q, k, v, mask)  # (B, h, N, d)
         return self.to_out(out.transpose(1, 2).flatten(2))  # (B, N, query_dim)
+
+    def _plain_projections(self) -> bool:
+        """True while to_q, to_k, to_v are this file's own `Linear`s with no hooks: nothing (LoRA,
+        IP-Adapter, a probe) has wrapped them, so one fused product may stand in for the three."""
+        layers = (self.to_q, self.to_k, self.to_v)
+        return all(type(m) is Linear and not (m._forward_hooks or m._forward_pre_hooks)
+                   for m in layers)  # fmt: skip
+
+    def _fused_qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Self-attention's q, k, v as one (in -> 3 * inner) product: x is read once, and its
+        gradient comes out of one product instead of three that are then summed."""
+        weight = torch.cat([self.to_q.weight, self.to_k.weight, self.to_v.weight])  # (3*inner, in)
+        bias = self.to_q.bias
+        if bias is not None:
+            bias = torch.cat([self.to_q.bias, self.to_k.bias, self.to_v.bias])  # (3 * inner,)
+        qkv = linear(x, weight, bias).unflatten(-1, (3, self.heads, -1))  # (B, N, 3, h, d)
+        return tuple(t.transpose(1, 2) for t in qkv.unbind(2))  # 3 x (B, h, N, d)
 
 
 class AttentionBlock(nn.Module):

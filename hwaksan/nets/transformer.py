@@ -11,6 +11,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from hwaksan.nets.attention import Attention, from_tokens, to_tokens
+from hwaksan.nets.linear import Linear
 from hwaksan.nets.norm import GroupNorm
 from hwaksan.nets.resnet import zero_module
 
@@ -20,7 +21,7 @@ class GEGLU(nn.Module):
 
     def __init__(self, dim_in: int, dim_out: int):
         super().__init__()
-        self.proj = nn.Linear(dim_in, dim_out * 2)
+        self.proj = Linear(dim_in, dim_out * 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         a, gate = self.proj(x).chunk(2, dim=-1)  # (B, N, dim_out) each
@@ -37,7 +38,7 @@ class TransformerBlock(nn.Module):
         self.norm2 = nn.LayerNorm(dim)
         self.attn2 = Attention(dim, context_dim, heads=heads, dim_head=dim // heads, bias=False)
         self.norm3 = nn.LayerNorm(dim)
-        self.ff = nn.Sequential(GEGLU(dim, dim * mult), nn.Linear(dim * mult, dim))
+        self.ff = nn.Sequential(GEGLU(dim, dim * mult), Linear(dim * mult, dim))
 
     def forward(self, x, context=None, context_mask=None) -> torch.Tensor:
         """x (B, N, dim), context (B, M, context_dim) or None -> (B, N, dim)."""
@@ -55,11 +56,11 @@ class SpatialTransformer(nn.Module):
     ):
         super().__init__()
         self.norm = GroupNorm(norm_groups, channels)
-        self.proj_in = nn.Linear(channels, channels)
+        self.proj_in = Linear(channels, channels)
         self.blocks = nn.ModuleList(
             TransformerBlock(channels, num_heads, context_dim) for _ in range(depth)
         )
-        self.proj_out = zero_module(nn.Linear(channels, channels))
+        self.proj_out = zero_module(Linear(channels, channels))
 
     def forward(self, x, context=None, context_mask=None) -> torch.Tensor:
         """x (B, C, H, W), context (B, M, context_dim) -> (B, C, H, W)."""
