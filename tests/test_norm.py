@@ -168,5 +168,5 @@ def test_fused_kernels_switch_off_and_fall_back_with_a_warning(monkeypatch):
         raise RuntimeError("Ninja is required to load C++ extensions")
 
     monkeypatch.setattr("torch.utils.cpp_extension.load", no_compiler)
-    with pytest.warns(UserWarning, match="fused GroupNorm kernel unavailable.*Ninja is required"):
+    with pytest.warns(UserWarning, match="fused group_norm kernel unavailable.*Ninja is required"):
         assert kernels.group_norm.__wrapped__() is None

@@ -93,3 +93,21 @@ def test_fused_qkv_steps_aside_for_hooks_and_wrappers():
     attn.to_k = torch.nn.Sequential(attn.to_k)  # any wrapper
     assert not attn._plain_projections()
     assert attn(x).shape == (2, 9, 16)
+
+
+@pytest.mark.parametrize("B, N, heads, d", [(2, 9, 4, 4), (3, 64, 2, 32), (1, 300, 1, 16)])
+def test_self_attention_kernel_equals_sdpa(B, N, heads, d):
+    from hwaksan.nets import kernels
+    from hwaksan.nets.attention import _kernel_takes, _SelfAttention
+
+    torch.manual_seed(0)
+    qkv = (torch.randn(B, N, 3, heads, d) * 2).requires_grad_()
+    if not _kernel_takes(qkv):
+        pytest.skip("fused kernels switched off")
+    assert kernels.attention() is not None
+    out = _SelfAttention.apply(qkv)  # (B, N, h, d)
+    q, k, v = (t.transpose(1, 2) for t in qkv.unbind(2))
+    ref = F.scaled_dot_product_attention(q, k, v).transpose(1, 2)
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+    (got,), (want,) = _grads(out, [qkv]), _grads(ref, [qkv])
+    torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)

@@ -12,6 +12,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from hwaksan.nets import kernels
 from hwaksan.nets.linear import Linear, linear
 from hwaksan.nets.norm import GroupNorm
 from hwaksan.nets.resnet import zero_module
@@ -73,7 +74,11 @@ class Attention(nn.Module):
     ) -> torch.Tensor:
         """x (B, N, query_dim), context (B, M, context_dim) or None -> (B, N, query_dim)."""
         if context is None and self._plain_projections():
-            q, k, v = self._fused_qkv(x)  # (B, h, N, d) each
+            qkv = self._fused_qkv(x)  # (B, N, 3, h, d)
+            if context_mask is None and _kernel_takes(qkv):
+                out = _SelfAttention.apply(qkv)  # (B, N, h, d)
+                return self.to_out(out.flatten(2))  # (B, N, query_dim)
+            q, k, v = (t.transpose(1, 2) for t in qkv.unbind(2))  # (B, h, N, d) each
         else:
             context = x if context is None else context
             q = self.to_q(x).unflatten(-1, (self.heads, -1)).transpose(1, 2)  # (B, h, N, d)
@@ -90,15 +95,42 @@ class Attention(nn.Module):
         return all(type(m) is Linear and not (m._forward_hooks or m._forward_pre_hooks)
                    for m in layers)  # fmt: skip
 
-    def _fused_qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Self-attention's q, k, v as one (in -> 3 * inner) product: x is read once, and its
-        gradient comes out of one product instead of three that are then summed."""
+    def _fused_qkv(self, x: torch.Tensor) -> torch.Tensor:
+        """Self-attention's q, k, v as one (in -> 3 * inner) product, (B, N, 3, h, d): x is read
+        once, and its gradient comes out of one product instead of three that are then summed."""
         weight = torch.cat([self.to_q.weight, self.to_k.weight, self.to_v.weight])  # (3*inner, in)
         bias = self.to_q.bias
         if bias is not None:
             bias = torch.cat([self.to_q.bias, self.to_k.bias, self.to_v.bias])  # (3 * inner,)
-        qkv = linear(x, weight, bias).unflatten(-1, (3, self.heads, -1))  # (B, N, 3, h, d)
-        return tuple(t.transpose(1, 2) for t in qkv.unbind(2))  # 3 x (B, h, N, d)
+        return linear(x, weight, bias).unflatten(-1, (3, self.heads, -1))  # (B, N, 3, h, d)
+
+
+def _kernel_takes(qkv: torch.Tensor) -> bool:
+    """Whether the compiled attention kernel (nets/kernels/attention.cpp) takes this input."""
+    return (
+        qkv.device.type == "cpu"
+        and qkv.dtype == torch.float32
+        and not torch.is_autocast_enabled("cpu")
+        and qkv.is_contiguous()
+        and kernels.attention() is not None
+    )
+
+
+class _SelfAttention(torch.autograd.Function):
+    """softmax(q k^T / sqrt(d)) v from a fused qkv (B, N, 3, h, d) -> (B, N, h, d), through the
+    compiled kernel: oneDNN's small-GEMM micro-kernel where PyTorch's fp32 SDPA calls MKL, which
+    on this AMD CPU runs those products at half the speed (benchmarks/results/*throughput*)."""
+
+    @staticmethod
+    def forward(ctx, qkv):
+        out, lse = kernels.attention().forward(qkv)
+        ctx.save_for_backward(qkv, out, lse)
+        return out  # (B, N, h, d)
+
+    @staticmethod
+    def backward(ctx, dout):
+        qkv, out, lse = ctx.saved_tensors
+        return kernels.attention().backward(dout.contiguous(), qkv, out, lse)  # (B, N, 3, h, d)
 
 
 class AttentionBlock(nn.Module):

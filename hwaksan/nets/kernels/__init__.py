@@ -1,9 +1,9 @@
 """Fused CPU kernels, compiled on first use with `torch.utils.cpp_extension` (about 20 s, then
 cached by PyTorch under ~/.cache/torch_extensions or $TORCH_EXTENSIONS_DIR).
 
-`group_norm()` returns the compiled GroupNorm(+SiLU) module, or None when it cannot be had: no C++
-compiler or ninja, a failed build, or HWAKSAN_FUSED_KERNELS=0 in the environment. Callers then
-run the reference PyTorch path, which computes the same function; the kernel only saves time.
+`group_norm()` and `attention()` return the compiled modules, or None when they cannot be had: no
+C++ compiler or ninja, a failed build, or HWAKSAN_FUSED_KERNELS=0 in the environment. Callers then
+run the reference PyTorch path, which computes the same function; a kernel only saves time.
 """
 
 from __future__ import annotations
@@ -26,21 +26,32 @@ def enabled() -> bool:
 
 @cache
 def group_norm() -> ModuleType | None:
-    """The compiled kernels of `group_norm.cpp` (forward, backward), or None; built once."""
+    """`group_norm.cpp` compiled (forward, backward): GroupNorm + conditioning + SiLU, or None."""
+    return _build("group_norm")
+
+
+@cache
+def attention() -> ModuleType | None:
+    """`attention.cpp` compiled (forward, backward): fp32 self-attention on a fused qkv, or None."""
+    return _build("attention")
+
+
+def _build(name: str) -> ModuleType | None:
+    """Compile (or load from PyTorch's cache) kernels/<name>.cpp; None, with one warning, if not."""
     if not enabled():
         return None
     try:
         from torch.utils.cpp_extension import load
 
-        source = Path(__file__).with_name("group_norm.cpp")
+        source = Path(__file__).with_name(f"{name}.cpp")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return load(f"hwaksan_group_norm_{_cpu_tag()}", [str(source)], extra_cflags=_FLAGS,
+            return load(f"hwaksan_{name}_{_cpu_tag()}", [str(source)], extra_cflags=_FLAGS,
                         extra_ldflags=["-fopenmp"], verbose=False)  # fmt: skip
     except Exception as err:  # no compiler, no ninja, a failed build: fall back, say so once
-        warnings.warn(f"hwaksan: fused GroupNorm kernel unavailable ({type(err).__name__}: "
-                      f"{str(err).splitlines()[0] if str(err) else ''}); using the PyTorch path",
-                      stacklevel=2)  # fmt: skip
+        first = str(err).splitlines()[0] if str(err) else ""
+        warnings.warn(f"hwaksan: fused {name} kernel unavailable ({type(err).__name__}: {first}); "
+                      "using the PyTorch path", stacklevel=3)  # fmt: skip
         return None
 
 
