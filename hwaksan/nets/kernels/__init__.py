@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import platform
+import sys
 import warnings
 from functools import cache
 from pathlib import Path
@@ -44,15 +45,29 @@ def _build(name: str) -> ModuleType | None:
         from torch.utils.cpp_extension import load
 
         source = Path(__file__).with_name(f"{name}.cpp")
+        module = f"hwaksan_{name}_{_cpu_tag()}"
+        if not _built(module):
+            print(f"hwaksan: compiling the fused CPU kernel '{name}' (first use only, ~20 s)",
+                  file=sys.stderr, flush=True)  # fmt: skip
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return load(f"hwaksan_{name}_{_cpu_tag()}", [str(source)], extra_cflags=_FLAGS,
+            return load(module, [str(source)], extra_cflags=_FLAGS,
                         extra_ldflags=["-fopenmp"], verbose=False)  # fmt: skip
     except Exception as err:  # no compiler, no ninja, a failed build: fall back, say so once
         first = str(err).splitlines()[0] if str(err) else ""
         warnings.warn(f"hwaksan: fused {name} kernel unavailable ({type(err).__name__}: {first}); "
                       "using the PyTorch path", stacklevel=3)  # fmt: skip
         return None
+
+
+def _built(module: str) -> bool:
+    """Whether PyTorch's extension cache already holds this module (then loading is instant)."""
+    try:
+        from torch.utils.cpp_extension import _get_build_directory
+
+        return (Path(_get_build_directory(module, verbose=False)) / f"{module}.so").exists()
+    except Exception:  # a private helper: if it moves, only the message is lost
+        return False
 
 
 def _cpu_tag() -> str:
