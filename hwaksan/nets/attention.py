@@ -16,17 +16,7 @@ from hwaksan.nets import kernels
 from hwaksan.nets.linear import Linear, linear
 from hwaksan.nets.norm import GroupNorm
 from hwaksan.nets.resnet import zero_module
-
-
-def to_tokens(x: torch.Tensor) -> torch.Tensor:
-    """(B, C, H, W) -> (B, H*W, C); a free view when x is channels-last."""
-    B, C, H, W = x.shape
-    return x.permute(0, 2, 3, 1).reshape(B, H * W, C)  # (B, HW, C)
-
-
-def from_tokens(h: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """(B, H*W, C) -> (B, C, H, W), channels-last strides, no copy."""
-    return h.unflatten(1, (height, width)).permute(0, 3, 1, 2)  # (B, C, H, W)
+from hwaksan.nets.tokens import from_tokens, to_tokens
 
 
 def attention(q, k, v, mask=None) -> torch.Tensor:

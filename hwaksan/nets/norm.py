@@ -15,6 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from hwaksan.nets import kernels
+from hwaksan.nets.tokens import from_tokens, to_tokens
 
 
 class _ChannelsLastGroupNorm(torch.autograd.Function):
@@ -40,7 +41,7 @@ def _channels_last_backward(dy, x, weight, mean, rstd, groups: int, reuse_dy: bo
     `reuse_dy`: dy is a float32 scratch tensor the caller owns, and dx is written over it."""
     B, C, H, W = x.shape
     per_group = C // groups
-    X, D = to_rows(x), to_rows(dy)  # (B, HW, C) each, views
+    X, D = to_tokens(x), to_tokens(dy)  # (B, HW, C) each, views
     mean_c = mean.float().repeat_interleave(per_group, 1)  # (B, C)
     rstd_c = rstd.float().repeat_interleave(per_group, 1)  # (B, C)
     sum_dy = D.sum(1, dtype=torch.float32)  # (B, C)
@@ -61,7 +62,7 @@ def _channels_last_backward(dy, x, weight, mean, rstd, groups: int, reuse_dy: bo
         dx = D.mul_(a).addcmul_(X, b).add_(c)  # (B, HW, C), no new full-size tensor
     else:
         dx = torch.addcmul(c, D, a).addcmul_(X, b).to(x.dtype)  # (B, HW, C), float32 math
-    return from_rows(dx, x.shape), grad_weight.to(weight.dtype), grad_bias.to(weight.dtype)
+    return from_tokens(dx, H, W), grad_weight.to(weight.dtype), grad_bias.to(weight.dtype)
 
 
 def _channel_dots(D: torch.Tensor, X: torch.Tensor, chunk_bytes: int = 8 << 20) -> torch.Tensor:
@@ -103,6 +104,9 @@ class _GroupNormSiLU(torch.autograd.Function):
         return (*grads, None, None)
 
 
+_NO_ADD = torch.empty(0)  # the kernel's 'no add' argument
+
+
 class _FusedGroupNorm(torch.autograd.Function):
     """[silu](GroupNorm(x + add) * weight + bias) through the compiled kernel (nets/kernels):
     x (B, C, H, W) channels-last float32; weight, bias (B, C) per sample; add (B, C) or None."""
@@ -111,34 +115,20 @@ class _FusedGroupNorm(torch.autograd.Function):
     def forward(ctx, x, weight, bias, add, groups: int, eps: float, silu: bool):
         w, b = weight.contiguous(), bias.contiguous()  # (B, C)
         a = _NO_ADD if add is None else add.contiguous()  # (B, C) or empty
-        z, mean, rstd = kernels.group_norm().forward(to_rows(x), w, b, a, groups, eps, silu)
+        z, mean, rstd = kernels.group_norm().forward(to_tokens(x), w, b, a, groups, eps, silu)
         ctx.save_for_backward(x, w, b, a, mean, rstd)
         ctx.groups, ctx.silu, ctx.has_add = groups, silu, add is not None
-        return from_rows(z, x.shape)  # (B, C, H, W), channels-last
+        return from_tokens(z, *x.shape[2:])  # (B, C, H, W), channels-last
 
     @staticmethod
     def backward(ctx, dz):
         x, w, b, a, mean, rstd = ctx.saved_tensors
-        dz = to_rows(dz.contiguous(memory_format=torch.channels_last))  # (B, HW, C)
+        dz = to_tokens(dz.contiguous(memory_format=torch.channels_last))  # (B, HW, C)
         dx, dw, db, da = kernels.group_norm().backward(
-            dz, to_rows(x), w, b, a, mean, rstd, ctx.groups, ctx.silu
+            dz, to_tokens(x), w, b, a, mean, rstd, ctx.groups, ctx.silu
         )
-        return from_rows(dx, x.shape), dw, db, (da if ctx.has_add else None), None, None, None
-
-
-_NO_ADD = torch.empty(0)
-
-
-def to_rows(x: torch.Tensor) -> torch.Tensor:
-    """(B, C, H, W) channels-last -> (B, H*W, C), a view."""
-    B, C, H, W = x.shape
-    return x.permute(0, 2, 3, 1).reshape(B, H * W, C)
-
-
-def from_rows(rows: torch.Tensor, shape: torch.Size) -> torch.Tensor:
-    """(B, H*W, C) -> (B, C, H, W) with channels-last strides, a view."""
-    B, C, H, W = shape
-    return rows.unflatten(1, (H, W)).permute(0, 3, 1, 2)
+        da = da if ctx.has_add else None
+        return from_tokens(dx, *x.shape[2:]), dw, db, da, None, None, None
 
 
 def _is_channels_last(x: torch.Tensor) -> bool:

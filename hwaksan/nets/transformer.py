@@ -10,10 +10,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from hwaksan.nets.attention import Attention, from_tokens, to_tokens
+from hwaksan.nets.attention import Attention
 from hwaksan.nets.linear import Linear
 from hwaksan.nets.norm import GroupNorm
 from hwaksan.nets.resnet import zero_module
+from hwaksan.nets.tokens import from_tokens, to_tokens
 
 
 class GEGLU(nn.Module):

@@ -21,9 +21,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from hwaksan.errors import HwaksanError
-from hwaksan.nets.attention import Attention, to_tokens
+from hwaksan.nets.attention import Attention
 from hwaksan.nets.text.base import MINI_CLIP_KIND, TextEncoder, TextEncoding
 from hwaksan.nets.text.tokenizer import WordTokenizer, shapes_vocabulary
+from hwaksan.nets.tokens import to_tokens
 
 WEIGHTS = "model.safetensors"
 
