@@ -173,6 +173,39 @@ def test_channels_last_and_bf16_agree_with_fp32_nchw():
         assert err < 0.03, err
 
 
+@pytest.mark.parametrize("scale_shift", [True, False])
+@pytest.mark.parametrize("context_dim", [None, 16])
+def test_fused_kernel_unet_equals_plain_pytorch_unet_with_gradients(
+    scale_shift, context_dim, monkeypatch
+):
+    """The whole net, forward and backward: channels-last on the fused kernels (nets/kernels)
+    against NCHW with every kernel switched off."""
+    from hwaksan.nets import kernels
+
+    torch.manual_seed(0)
+    fast = build_unet("tiny", resolution=16, context_dim=context_dim, channels_last=True,
+                      use_scale_shift_norm=scale_shift)  # fmt: skip
+    fast = _perturbed(fast)
+    slow = UNet(UNetConfig(**{**fast.config.to_dict(), "channels_last": False}))
+    slow.load_state_dict(fast.state_dict())
+    x, t = _inputs(3, 3, 16)
+    cond = {} if context_dim is None else dict(context=torch.randn(3, 4, context_dim))
+
+    def run(net):
+        out = net(x, t, **cond)
+        g = torch.randn(out.shape, generator=torch.Generator().manual_seed(1))
+        return out, torch.autograd.grad(out, list(net.parameters()), g)
+
+    out, grads = run(fast)
+    monkeypatch.setattr(kernels, "group_norm", lambda: None)
+    monkeypatch.setattr(kernels, "attention", lambda: None)
+    ref, ref_grads = run(slow)
+    torch.testing.assert_close(out, ref, atol=1e-4, rtol=1e-4)
+    names = [n for n, _ in fast.named_parameters()]
+    for name, a, b in zip(names, grads, ref_grads):
+        torch.testing.assert_close(a, b, atol=2e-4, rtol=1e-3, msg=f"d{name}")
+
+
 def test_tiny_unet_overfits_one_batch():
     torch.manual_seed(0)
     net = build_unet("tiny", in_channels=1, resolution=16, num_classes=10)
