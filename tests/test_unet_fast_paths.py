@@ -111,3 +111,10 @@ def test_self_attention_kernel_equals_sdpa(B, N, heads, d):
     torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
     (got,), (want,) = _grads(out, [qkv]), _grads(ref, [qkv])
     torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
+
+
+def test_long_sequences_go_to_sdpa():
+    """Past KERNEL_MAX_TOKENS the kernel's per-head N x N scores leave the cache: SDPA instead."""
+    from hwaksan.nets.attention import KERNEL_MAX_TOKENS, _kernel_takes
+
+    assert not _kernel_takes(torch.randn(1, KERNEL_MAX_TOKENS + 1, 3, 1, 4))
