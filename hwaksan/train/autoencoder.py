@@ -23,6 +23,7 @@ from hwaksan.nets.discriminator import (
 )
 from hwaksan.train import checkpoint as ckpt
 from hwaksan.train.loop import Recipe
+from hwaksan.train.runtime import sync_second_net
 
 
 @dataclass
@@ -66,6 +67,7 @@ class AutoencoderRecipe(Recipe):
             )  # fmt: skip
         self._last: tuple[torch.Tensor, torch.Tensor] | None = None  # (recon, z) of the batch
         self._restart_generator = torch.Generator().manual_seed(0)
+        self._d_synced = False  # with many processes: rank 0's discriminator weights taken yet?
 
     def gan_on(self, step: int) -> bool:
         return self.discriminator is not None and step >= self.losses.disc_start
@@ -120,6 +122,8 @@ class AutoencoderRecipe(Recipe):
             d_loss = hinge_d_loss(self.discriminator(x), self.discriminator(recon.to(x.dtype)))
             self.d_optimizer.zero_grad(set_to_none=True)
             d_loss.backward()
+            sync_second_net(self.discriminator, first=not self._d_synced)  # DDP's job, by hand
+            self._d_synced = True
             self.d_optimizer.step()
             logs["d_loss"] = float(d_loss.detach())
         if self.is_vq:

@@ -74,3 +74,24 @@ class Runtime:
         self.barrier()
         if torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
+
+
+def _world() -> int:
+    dist = torch.distributed
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def sync_second_net(module: nn.Module, first: bool) -> None:
+    """Do for a net trained outside DDP (a GAN's discriminator, on its own optimizer) what DDP does
+    for the main model: on the `first` call, every rank takes rank 0's weights; on every call, the
+    gradients are averaged over the ranks. Call it between backward and the optimizer step.
+    Nothing happens in a single process."""
+    if _world() == 1:
+        return
+    with torch.no_grad():
+        for p in module.parameters():
+            if first:
+                torch.distributed.broadcast(p, src=0)
+            if p.grad is not None:
+                torch.distributed.all_reduce(p.grad)
+                p.grad.div_(_world())
