@@ -1,9 +1,10 @@
 """Attention: one module for self- and cross-attention, and the U-Net's spatial self-attention.
 
-softmax(Q K^T / sqrt(d)) V (Vaswani et al. 2017, eq. 1) through `F.scaled_dot_product_attention`.
-`Attention` keeps `to_q`, `to_k`, `to_v`, `to_out` as `nn.Linear` layers (diffusers' names; the
-subclass `Linear` only routes float32 CPU products to oneDNN): LoRA, IP-Adapter and Perfusion attach
-to them by wrapping.
+softmax(Q K^T / sqrt(d)) V (Vaswani et al. 2017, eq. 1) through `F.scaled_dot_product_attention`;
+on the CPU, float32 self-attention runs on a compiled kernel (nets/kernels/attention.cpp, 2x SDPA
+here) and bf16 on three plain ops. `Attention` keeps `to_q`, `to_k`, `to_v`, `to_out` as
+`nn.Linear` layers (diffusers' names; the subclass `Linear` only routes float32 CPU products to
+oneDNN): LoRA, IP-Adapter and Perfusion attach to them by wrapping.
 """
 
 from __future__ import annotations
