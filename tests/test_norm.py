@@ -170,3 +170,14 @@ def test_fused_kernels_switch_off_and_fall_back_with_a_warning(monkeypatch):
     monkeypatch.setattr("torch.utils.cpp_extension.load", no_compiler)
     with pytest.warns(UserWarning, match="fused group_norm kernel unavailable.*Ninja is required"):
         assert kernels.group_norm.__wrapped__() is None
+
+
+def test_a_kernel_that_fails_its_check_is_not_used(monkeypatch):
+    """A kernel that builds but fails on this CPU (e.g. no micro-kernel for it) falls back."""
+
+    def broken(ops):
+        raise RuntimeError("Float Brgemm is only supported on X64")
+
+    monkeypatch.setattr(kernels, "_check_attention", broken)
+    with pytest.warns(UserWarning, match="fused attention kernel unavailable.*Brgemm"):
+        assert kernels.attention.__wrapped__() is None

@@ -13,9 +13,13 @@ import os
 import platform
 import sys
 import warnings
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 from types import ModuleType
+
+import torch
+import torch.nn.functional as F
 
 _FLAGS = ["-O3", "-march=native", "-ffast-math", "-fopenmp"]  # compile only: no crtfastmath link
 
@@ -28,17 +32,19 @@ def enabled() -> bool:
 @cache
 def group_norm() -> ModuleType | None:
     """`group_norm.cpp` compiled (forward, backward): GroupNorm + conditioning + SiLU, or None."""
-    return _build("group_norm")
+    return _build("group_norm", _check_group_norm)
 
 
 @cache
 def attention() -> ModuleType | None:
     """`attention.cpp` compiled (forward, backward): fp32 self-attention on a fused qkv, or None."""
-    return _build("attention")
+    return _build("attention", _check_attention)
 
 
-def _build(name: str) -> ModuleType | None:
-    """Compile (or load from PyTorch's cache) kernels/<name>.cpp; None, with one warning, if not."""
+def _build(name: str, check: Callable[[ModuleType], None]) -> ModuleType | None:
+    """Compile (or load from PyTorch's cache) kernels/<name>.cpp and run `check` on it once; None,
+    with one warning, if either fails (no compiler or ninja, a failed build, a CPU the kernel's
+    micro-kernels do not support, a wrong result)."""
     if not enabled():
         return None
     try:
@@ -51,13 +57,33 @@ def _build(name: str) -> ModuleType | None:
                   file=sys.stderr, flush=True)  # fmt: skip
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return load(module, [str(source)], extra_cflags=_FLAGS,
-                        extra_ldflags=["-fopenmp"], verbose=False)  # fmt: skip
-    except Exception as err:  # no compiler, no ninja, a failed build: fall back, say so once
+            ops = load(module, [str(source)], extra_cflags=_FLAGS, extra_ldflags=["-fopenmp"],
+                       verbose=False)  # fmt: skip
+        check(ops)
+        return ops
+    except Exception as err:  # fall back to the PyTorch path, and say so once
         first = str(err).splitlines()[0] if str(err) else ""
         warnings.warn(f"hwaksan: fused {name} kernel unavailable ({type(err).__name__}: {first}); "
                       "using the PyTorch path", stacklevel=3)  # fmt: skip
         return None
+
+
+def _check_group_norm(ops: ModuleType) -> None:
+    """One small forward against F.group_norm + F.silu."""
+    x, w, b = torch.randn(2, 6, 4), torch.randn(2, 4), torch.randn(2, 4)  # (B, N, C), (B, C)
+    z, _, _ = ops.forward(x, w, b, torch.empty(0), 2, 1e-5, True)
+    y = F.group_norm(x.transpose(1, 2), 2, eps=1e-5).transpose(1, 2) * w[:, None] + b[:, None]
+    if not torch.allclose(z, F.silu(y), atol=1e-4, rtol=1e-4):
+        raise RuntimeError("its result differs from F.group_norm on this machine")
+
+
+def _check_attention(ops: ModuleType) -> None:
+    """One small forward against F.scaled_dot_product_attention (the brgemm call included)."""
+    qkv = torch.randn(2, 5, 3, 2, 4)  # (B, N, 3, heads, d)
+    out, _ = ops.forward(qkv)
+    q, k, v = (t.transpose(1, 2) for t in qkv.unbind(2))
+    if not torch.allclose(out, F.scaled_dot_product_attention(q, k, v).transpose(1, 2), atol=1e-5):
+        raise RuntimeError("its result differs from SDPA on this machine")
 
 
 def _built(module: str) -> bool:
