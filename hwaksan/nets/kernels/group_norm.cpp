@@ -6,7 +6,7 @@
 // scale-shift folded into it -- and an optional `add` (B, C) added to x before normalizing (the
 // DDPM ResBlock's timestep embedding). Each sample's map (a few hundred KB) stays in the core's
 // cache between the reduction pass and the write pass; the reference is F.group_norm + F.silu
-// (hwaksan/nets/norm.py), and tests/test_fused_kernels.py holds the two together.
+// (hwaksan/nets/norm.py), and tests/test_norm.py holds the two together.
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 
@@ -23,10 +23,17 @@ struct Maps {  // raw pointers for one call; `add` may be null
   const float* add;
 };
 
-Maps shape(const torch::Tensor& x, const torch::Tensor& add, int64_t groups) {
+Maps shape(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias,
+           const torch::Tensor& add, int64_t groups) {
   TORCH_CHECK(x.dim() == 3 && x.is_contiguous() && x.scalar_type() == torch::kFloat,
               "group_norm kernel: x must be a contiguous float32 (B, N, C) tensor");
   TORCH_CHECK(x.size(2) % groups == 0, "group_norm kernel: channels not divisible by groups");
+  for (const auto* t : {&weight, &bias, &add}) {
+    if (t == &add && add.numel() == 0) continue;  // no add
+    TORCH_CHECK(t->dim() == 2 && t->size(0) == x.size(0) && t->size(1) == x.size(2) &&
+                    t->is_contiguous() && t->scalar_type() == torch::kFloat,
+                "group_norm kernel: weight, bias and add must be contiguous float32 (B, C)");
+  }
   const float* a = add.numel() ? add.data_ptr<float>() : nullptr;
   return {x.size(0), x.size(1), x.size(2), groups, x.size(2) / groups, a};
 }
@@ -36,7 +43,7 @@ Maps shape(const torch::Tensor& x, const torch::Tensor& add, int64_t groups) {
 // -> z (B, N, C), mean (B, G), rstd (B, G)
 std::vector<torch::Tensor> forward(torch::Tensor x, torch::Tensor weight, torch::Tensor bias,
                                    torch::Tensor add, int64_t groups, double eps, bool silu) {
-  const Maps m = shape(x, add, groups);
+  const Maps m = shape(x, weight, bias, add, groups);
   const int64_t N = m.N, C = m.C, G = m.groups, per = m.per;
   auto z = torch::empty_like(x);
   auto mean = torch::empty({m.B, G}, x.options());
@@ -103,7 +110,7 @@ template <bool kSilu>  // a template, so the inner loops have no branch and vect
 std::vector<torch::Tensor> backward_impl(torch::Tensor dz, torch::Tensor x, torch::Tensor weight,
                                          torch::Tensor bias, torch::Tensor add,
                                          torch::Tensor mean, torch::Tensor rstd, int64_t groups) {
-  const Maps m = shape(x, add, groups);
+  const Maps m = shape(x, weight, bias, add, groups);
   TORCH_CHECK(dz.sizes() == x.sizes() && dz.is_contiguous(), "group_norm kernel: bad dz");
   const int64_t N = m.N, C = m.C, G = m.groups, per = m.per;
   auto dx = torch::empty_like(x);
