@@ -28,6 +28,7 @@ from hwaksan.diffusion.schedule import NoiseSchedule
 from hwaksan.errors import HwaksanError
 from hwaksan.pipeline import Pipeline
 from hwaksan.registry import resolve
+from hwaksan.sampling.layout_guidance import LAYOUT_SCALE
 
 MODEL_KIND = "hwaksan.diffusion"
 FORMAT_VERSION = 1
@@ -54,6 +55,7 @@ def pipeline_config(pipe: Pipeline) -> dict:
         "steps": pipe.steps,
         "timestep_spacing": pipe.timestep_spacing,
         "class_names": pipe.class_names,
+        "layout_scale": pipe.layout_scale,
         "data": pipe.data,
     }
     modules = {name: getattr(pipe, name) for name in OPTIONAL_COMPONENTS}
@@ -138,6 +140,7 @@ def load(
         steps=config.get("steps", 50),
         timestep_spacing=config.get("timestep_spacing", "leading"),
         class_names=config.get("class_names"),
+        layout_scale=config.get("layout_scale", LAYOUT_SCALE),
         data=config.get("data", {}),
         **modules,
     )

@@ -16,7 +16,7 @@ from torch import nn
 
 from hwaksan.diffusion.schedule import NoiseSchedule
 from hwaksan.errors import HwaksanError
-from hwaksan.sampling.layout_guidance import layout_guidance, parse_relations
+from hwaksan.sampling.layout_guidance import LAYOUT_SCALE, layout_guidance, parse_relations
 from hwaksan.train.grid import to_pil
 
 
@@ -46,6 +46,8 @@ class Pipeline:
     text_encoder: nn.Module | None = None
     classifier: nn.Module | None = None
     sample_shape: tuple[int, int, int] | None = None  # what the sampler makes; None: image_shape
+    layout_scale: float = LAYOUT_SCALE  # layout guidance when `relations` come without a scale;
+    # a model where it was measured to hurt stores 0 (shapes_t2i)
 
     def __post_init__(self):
         self.image_shape = tuple(self.image_shape)
@@ -76,18 +78,18 @@ class Pipeline:
         output_type: str = "pil",
         batch_size: int = 64,
         relations: Sequence | None = None,
-        layout_scale: float = 0.0,
+        layout_scale: float | None = None,
     ) -> list[Image.Image] | torch.Tensor:
         """n images from seed `seed` (same seed, same images whatever `batch_size`).
 
         `class_labels` (one per image, or one for all) for class-conditional models; `prompt` and
         `negative_prompt` for text models. `guidance_scale` != 1 mixes in the unconditional
         prediction (classifier-free guidance, Ho & Salimans 2022); `classifier_scale` follows the
-        classifier's gradient (Dhariwal & Nichol 2021). `relations`, with `layout_scale` > 0, steers
-        where the prompt's objects go by their cross-attention (`sampling.layout_guidance`):
-        ("red circle", "left of", "blue square") triples of phrases from the prompt, one list for
-        all images or one per image. `output_type` "pil" gives PIL images, "pt" a [n, C, H, W]
-        tensor in [-1, 1].
+        classifier's gradient (Dhariwal & Nichol 2021). `relations` steer where the prompt's
+        objects go by their cross-attention (`sampling.layout_guidance`): ("red circle", "left of",
+        "blue square") triples of phrases from the prompt, one list for all images or one per
+        image, at `layout_scale` (None: the model's own `self.layout_scale`; 0: off).
+        `output_type` "pil" gives PIL images, "pt" a [n, C, H, W] tensor in [-1, 1].
         """
         from hwaksan.sampling import sample
 
@@ -103,6 +105,7 @@ class Pipeline:
         generator = torch.Generator().manual_seed(seed)
         x_T = torch.randn((n, *self.sample_shape), generator=generator)
         guide = self._classifier_guide(classifier_scale, labels, sampler, steps)
+        layout_scale = self.layout_scale if layout_scale is None else layout_scale
         layout = self._layout(n, prompt, relations, layout_scale)
         chunks = []
         for start in range(0, n, batch_size):

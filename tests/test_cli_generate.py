@@ -62,6 +62,23 @@ def test_generate_steers_a_relation_and_names_a_phrase_that_is_not_in_the_prompt
     assert "'red star' is not in the prompt" in bad.output
 
 
+def test_generate_uses_the_models_own_layout_scale(tmp_path):
+    """shapes_t2i stores layout scale 0 (layout guidance was measured to hurt it): --relation
+    alone leaves its images as they are and says so; --layout-scale turns guidance on."""
+    prompt = "a red circle to the left of a blue square"
+    args = ["generate", prompt, "-n", "1", "--model", "shapes_t2i", "--steps", "2"]
+    rel = ["--relation", "red circle", "left of", "blue square"]
+    runs = {}
+    for name, extra in [("plain", []), ("default", rel), ("forced", [*rel, "--layout-scale", "5"])]:
+        out = tmp_path / f"{name}.png"
+        runs[name] = CliRunner().invoke(main, [*args, *extra, "--out", str(out)])
+        assert runs[name].exit_code == 0, runs[name].output
+        runs[name] = (runs[name].output, Image.open(out).tobytes())
+    assert "without layout guidance by default" in runs["default"][0]
+    assert runs["default"][1] == runs["plain"][1]
+    assert runs["forced"][1] != runs["plain"][1]
+
+
 def test_generate_warns_about_a_too_long_prompt_and_still_writes(text_model, tmp_path):
     long_prompt = " ".join(["a red circle to the left of a blue square"] * 5)
     out = tmp_path / "long.png"

@@ -164,6 +164,9 @@ def test_pipeline_takes_relations_per_image_or_for_all(unet, encoder):
     per_image = pipe.generate(2, prompt=PROMPT, output_type="pt", relations=[rel, rel],
                               layout_scale=50.0)  # fmt: skip
     torch.testing.assert_close(per_image, steered)
+    pipe.layout_scale = 50.0  # the model's own scale, used when a call names none
+    torch.testing.assert_close(pipe.generate(2, prompt=PROMPT, output_type="pt", relations=rel),
+                               steered)  # fmt: skip
     with pytest.raises(HwaksanError, match="one per image"):
         pipe.generate(3, prompt=PROMPT, relations=[rel, rel], layout_scale=1.0)
     with pytest.raises(HwaksanError, match="not in the prompt"):

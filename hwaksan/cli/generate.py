@@ -27,8 +27,9 @@ from hwaksan.sampling.layout_guidance import LAYOUT_SCALE
     help="steer a relation by cross-attention, e.g. --relation "
     "'red circle' 'left of' 'blue square' (REL: left of, right of, above, below)",
 )
-@click.option("--layout-scale", type=float, default=LAYOUT_SCALE, show_default=True,
-              help="strength of --relation's layout guidance")  # fmt: skip
+@click.option("--layout-scale", type=float, default=None,
+              help="strength of --relation's layout guidance; default: the model's own "
+              f"({LAYOUT_SCALE:g} unless the model stores another, 0 for shapes_t2i)")  # fmt: skip
 @click.option("--scale", type=int, default=4, show_default=True, help="grid upscale factor")
 @click.option("--out", default="grid.png", show_default=True, help="PNG grid to write")
 def command(
@@ -50,6 +51,9 @@ def command(
     pipe = load(model)
     if pipe.text_encoder is None:
         raise HwaksanError(f"{model} is not a text-to-image model (it has no text encoder)")
+    if relations and layout_scale is None and not pipe.layout_scale:
+        click.echo(f"note: {model} runs without layout guidance by default (it was measured to "
+                   "hurt this model); --layout-scale 1 turns it on")  # fmt: skip
     images = pipe.generate(
         n * len(prompts), sampler=sampler, steps=steps, seed=seed,
         prompt=[p for p in prompts for _ in range(n)], negative_prompt=negative_prompt,
