@@ -118,18 +118,3 @@ def test_long_sequences_go_to_sdpa():
     from hwaksan.nets.attention import KERNEL_MAX_TOKENS, _kernel_takes
 
     assert not _kernel_takes(torch.randn(1, KERNEL_MAX_TOKENS + 1, 3, 1, 4))
-
-
-def test_torch_compile_traces_the_kernels_without_a_graph_break():
-    """The kernels are custom ops (nets/kernels/ops.py): dynamo sees one graph, not a break at
-    every kernel call."""
-    import torch._dynamo as dynamo
-
-    from hwaksan.nets import build_unet, kernels
-
-    if not (kernels.has_group_norm() and kernels.has_attention()):
-        pytest.skip("fused kernels switched off")
-    net = build_unet("tiny", resolution=16, channels_last=True)
-    x = torch.randn(2, 3, 16, 16).contiguous(memory_format=torch.channels_last)
-    explained = dynamo.explain(net)(x, torch.tensor([10, 500]))
-    assert explained.graph_break_count == 0, explained.break_reasons

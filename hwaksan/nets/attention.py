@@ -14,7 +14,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from hwaksan.nets import kernels
-from hwaksan.nets.kernels import ops
 from hwaksan.nets.linear import Linear, linear
 from hwaksan.nets.norm import GroupNorm
 from hwaksan.nets.resnet import zero_module
@@ -109,7 +108,7 @@ def _kernel_takes(qkv: torch.Tensor) -> bool:
         and qkv.dtype == torch.float32
         and not torch.is_autocast_enabled("cpu")
         and qkv.is_contiguous()
-        and kernels.has_attention()
+        and kernels.attention() is not None
     )
 
 
@@ -120,14 +119,14 @@ class _SelfAttention(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, qkv):
-        out, lse = ops.attention_forward(qkv)
+        out, lse = kernels.attention().forward(qkv)
         ctx.save_for_backward(qkv, out, lse)
         return out  # (B, N, h, d)
 
     @staticmethod
     def backward(ctx, dout):
         qkv, out, lse = ctx.saved_tensors
-        return ops.attention_backward(dout.contiguous(), qkv, out, lse)  # (B, N, 3, h, d)
+        return kernels.attention().backward(dout.contiguous(), qkv, out, lse)  # (B, N, 3, h, d)
 
 
 class AttentionBlock(nn.Module):

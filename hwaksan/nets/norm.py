@@ -15,7 +15,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from hwaksan.nets import kernels
-from hwaksan.nets.kernels import ops
 from hwaksan.nets.tokens import from_tokens, to_tokens
 
 
@@ -116,7 +115,7 @@ class _FusedGroupNorm(torch.autograd.Function):
     def forward(ctx, x, weight, bias, add, groups: int, eps: float, silu: bool):
         w, b = weight.contiguous(), bias.contiguous()  # (B, C)
         a = _NO_ADD if add is None else add.contiguous()  # (B, C) or empty
-        z, mean, rstd = ops.group_norm_forward(to_tokens(x), w, b, a, groups, eps, silu)
+        z, mean, rstd = kernels.group_norm().forward(to_tokens(x), w, b, a, groups, eps, silu)
         ctx.save_for_backward(x, w, b, a, mean, rstd)
         ctx.groups, ctx.silu, ctx.has_add = groups, silu, add is not None
         return from_tokens(z, *x.shape[2:])  # (B, C, H, W), channels-last
@@ -125,7 +124,7 @@ class _FusedGroupNorm(torch.autograd.Function):
     def backward(ctx, dz):
         x, w, b, a, mean, rstd = ctx.saved_tensors
         dz = to_tokens(dz.contiguous(memory_format=torch.channels_last))  # (B, HW, C)
-        dx, dw, db, da = ops.group_norm_backward(
+        dx, dw, db, da = kernels.group_norm().backward(
             dz, to_tokens(x), w, b, a, mean, rstd, ctx.groups, ctx.silu
         )
         da = da if ctx.has_add else None
@@ -181,7 +180,7 @@ class GroupNorm(nn.GroupNorm):
             and self.affine
             and _is_channels_last(x)
             and not torch.is_autocast_enabled("cpu")
-            and kernels.has_group_norm()
+            and kernels.group_norm() is not None
         )
 
     def _apply_fused(self, x, silu: bool, add=None, scale=None, shift=None) -> torch.Tensor:

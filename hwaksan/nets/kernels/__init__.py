@@ -41,18 +41,6 @@ def attention() -> ModuleType | None:
     return _build("attention", _check_attention)
 
 
-@torch.compiler.assume_constant_result
-def has_group_norm() -> bool:
-    """`group_norm() is not None`, a constant to `torch.compile` (no graph break on the check)."""
-    return group_norm() is not None
-
-
-@torch.compiler.assume_constant_result
-def has_attention() -> bool:
-    """`attention() is not None`, a constant to `torch.compile`."""
-    return attention() is not None
-
-
 def _build(name: str, check: Callable[[ModuleType], None]) -> ModuleType | None:
     """Compile (or load from PyTorch's cache) kernels/<name>.cpp and run `check` on it once; None,
     with one warning, if either fails (no compiler or ninja, a failed build, a CPU the kernel's
