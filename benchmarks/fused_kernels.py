@@ -156,6 +156,11 @@ def main() -> None:
         group_norm_case((64, 256, 16, 16), False, args.reps),
         attention_case(64, 256, 4, 32, args.reps),
         attention_case(64, 64, 4, 32, args.reps),
+        # long sequences: where the kernel stops winning (attention.KERNEL_MAX_TOKENS)
+        attention_case(4, 1024, 4, 32, max(3, args.reps // 3)),
+        attention_case(1, 1536, 4, 32, max(3, args.reps // 3)),
+        attention_case(2, 2048, 4, 32, max(3, args.reps // 3)),
+        attention_case(1, 4096, 4, 32, max(3, args.reps // 3)),
     ]
     gemms = gemm_rows(args.reps)
     now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")

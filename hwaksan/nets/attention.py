@@ -96,8 +96,8 @@ class Attention(nn.Module):
         return linear(x, weight, bias).unflatten(-1, (3, self.heads, -1))  # (B, N, 3, h, d)
 
 
-KERNEL_MAX_TOKENS = 1536  # the kernel keeps N x N scores per head in cache; SDPA's tiles win
-# beyond: N = 1024 33 vs 47 ms, 1536 19 vs 25, 2048 92 vs 91, 4096 337 vs 178 (fwd + bwd, d 32)
+KERNEL_MAX_TOKENS = 1536  # the kernel keeps N x N scores per head in cache; between 2,048 and
+# 4,096 tokens SDPA's tiled kernel overtakes it (benchmarks/results/fused_kernels.md, long rows)
 
 
 def _kernel_takes(qkv: torch.Tensor) -> bool:
