@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from report import write_report
+from train_throughput import _timed
 
 from hwaksan.nets import kernels
 from hwaksan.nets.attention import _SelfAttention
@@ -39,12 +40,6 @@ def alternate(fns: dict, reps: int) -> dict[str, float]:
             fn()
             times[name].append((time.perf_counter() - t0) * 1e3)
     return {k: statistics.median(v) for k, v in times.items()}
-
-
-def _timed(fn) -> float:
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
 
 
 def group_norm_case(shape, add: bool, reps: int) -> dict:

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import click
-import torch
 
 from hwaksan.errors import HwaksanError
-from hwaksan.train.loop import TrainConfig
+from hwaksan.train.loop import TrainConfig, channels_last_default
 from hwaksan.train.run import SCHEDULES, DiffusionRun, run_diffusion
 
 
@@ -98,11 +97,10 @@ def command(**o) -> None:
 
 
 def _channels_last(o: dict) -> bool:
-    """As asked; by default on exactly where it was measured to win: fp32 training on the CPU
-    (benchmarks/results/channels_last_training.md). bf16 runs faster in NCHW; GPUs: not measured."""
+    """As asked, else the loop's default (channels-last for fp32 on the CPU)."""
     if o["channels_last"] is not None:
         return o["channels_last"]
-    return not o["bf16"] and not torch.cuda.is_available()
+    return channels_last_default(o["bf16"])
 
 
 def _overrides(channels: str | None, attention_resolutions: str | None = None) -> dict:

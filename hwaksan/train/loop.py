@@ -109,6 +109,13 @@ class TrainResult:
     is_main: bool = True  # the process that writes files (rank 0)
 
 
+def channels_last_default(bf16: bool) -> bool:
+    """The memory format a run gets unless told: channels-last exactly where it was measured to
+    win, fp32 training on the CPU (1.27x, benchmarks/results/channels_last_training.md). bf16
+    runs faster in NCHW; GPUs are not measured yet."""
+    return not bf16 and not torch.cuda.is_available()
+
+
 def lr_at(step: int, config: TrainConfig) -> float:
     """Linear warm-up over `lr_warmup_steps`, then constant or cosine decay to lr * min_lr_ratio."""
     if step < config.lr_warmup_steps:

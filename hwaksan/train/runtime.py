@@ -86,7 +86,8 @@ def sync_second_net(module: nn.Module, first: bool) -> None:
     for the main model: on the `first` call, every rank takes rank 0's weights; on every call, the
     gradients are averaged over the ranks. Call it between backward and the optimizer step.
     Nothing happens in a single process."""
-    if _world() == 1:
+    world = _world()
+    if world == 1:
         return
     with torch.no_grad():
         for p in module.parameters():
@@ -94,4 +95,4 @@ def sync_second_net(module: nn.Module, first: bool) -> None:
                 torch.distributed.broadcast(p, src=0)
             if p.grad is not None:
                 torch.distributed.all_reduce(p.grad)
-                p.grad.div_(_world())
+                p.grad.div_(world)

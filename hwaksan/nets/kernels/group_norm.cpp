@@ -51,9 +51,10 @@ std::vector<torch::Tensor> forward(torch::Tensor x, torch::Tensor weight, torch:
   const float *X = x.data_ptr<float>(), *W = weight.data_ptr<float>(), *Bi = bias.data_ptr<float>();
   float *Z = z.data_ptr<float>(), *Mu = mean.data_ptr<float>(), *R = rstd.data_ptr<float>();
   at::parallel_for(0, m.B, 1, [&](int64_t b0, int64_t b1) {
-    std::vector<float> e(C), k(C), s(C), ss(C), scale(C), offset(C), bias_c(C);
+    std::vector<float> e(C), k(C), s(C), ss(C), scale(C), offset(C);
     for (int64_t b = b0; b < b1; ++b) {
       const float* xb = X + b * N * C;
+      const float* bb = Bi + b * C;
       float* zb = Z + b * N * C;
       for (int64_t c = 0; c < C; ++c) {
         e[c] = m.add ? m.add[b * C + c] : 0.f;
@@ -83,7 +84,6 @@ std::vector<torch::Tensor> forward(torch::Tensor x, torch::Tensor weight, torch:
         for (int64_t c = g * per; c < (g + 1) * per; ++c) {  // y = (x + offset) scale + bias
           scale[c] = r * W[b * C + c];
           offset[c] = e[c] - (float)mu;  // centred first: no cancellation for large means
-          bias_c[c] = Bi[b * C + c];
         }
       }
       for (int64_t n = 0; n < N; ++n) {
@@ -92,12 +92,12 @@ std::vector<torch::Tensor> forward(torch::Tensor x, torch::Tensor weight, torch:
         if (silu) {
 #pragma omp simd
           for (int64_t c = 0; c < C; ++c) {
-            const float y = (row[c] + offset[c]) * scale[c] + bias_c[c];
+            const float y = (row[c] + offset[c]) * scale[c] + bb[c];
             out[c] = y * sigmoid(y);
           }
         } else {
 #pragma omp simd
-          for (int64_t c = 0; c < C; ++c) out[c] = (row[c] + offset[c]) * scale[c] + bias_c[c];
+          for (int64_t c = 0; c < C; ++c) out[c] = (row[c] + offset[c]) * scale[c] + bb[c];
         }
       }
     }
