@@ -34,7 +34,7 @@ def inside_share(pipe, n: int, seed: int) -> dict:
     from hwaksan.data.shapes import ShapesConfig, sample_scene
     from hwaksan.data.shapes.caption_parser import mention_phrases
     from hwaksan.data.shapes.renderer import render, scene_rng, to_tensor
-    from hwaksan.sampling.layout_guidance import CrossAttentionMaps
+    from hwaksan.guidance.attention_maps import CrossAttentionMaps
     from hwaksan.train.grounding import TokenGrounding, inside_share, shapes_object_masks
 
     R = pipe.image_shape[-1]

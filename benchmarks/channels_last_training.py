@@ -23,9 +23,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def steps_per_second(channels_last: bool, steps: int) -> float:
+    from hwaksan.runs.diffusion import DiffusionRun, run_diffusion
     from hwaksan.train.data import shapes_data
     from hwaksan.train.loop import TrainConfig
-    from hwaksan.train.run import DiffusionRun, run_diffusion
 
     data = shapes_data(16, length=20_000, seed=0)
     with tempfile.TemporaryDirectory() as out:

@@ -21,9 +21,9 @@ import torch
 from hwaksan.cli.demo import DEMO_DEFAULTS
 from hwaksan.data import shapes
 from hwaksan.eval.shapes_score import validity_coverage
+from hwaksan.runs.diffusion import DiffusionRun, run_diffusion
 from hwaksan.train.data import shapes_data
 from hwaksan.train.loop import TrainConfig
-from hwaksan.train.run import DiffusionRun, run_diffusion
 
 
 def main() -> None:

@@ -154,7 +154,7 @@ def plot(rows: list[dict], references: dict, path: Path) -> None:
 
 def save_grids(grids: dict, path: Path) -> None:
     """One row per scale (the first image of each class): how guidance changes the samples."""
-    from hwaksan.train.grid import save_grid
+    from hwaksan.images import save_grid
 
     rows = list(grids.values())
     save_grid(torch.cat(rows), path, nrow=len(rows[0]), scale=3)

@@ -34,10 +34,10 @@ LATENT_UNET = dict(channels=(32, 64), channels_last=True)
 
 def train(args) -> None:
     """Train one side for `--minutes` of wall clock; write <out>/budget.json beside the model."""
+    from hwaksan.runs.diffusion import DiffusionRun, run_diffusion
     from hwaksan.train.data import shapes_data
     from hwaksan.train.latent import latent_data
     from hwaksan.train.loop import TrainConfig
-    from hwaksan.train.run import DiffusionRun, run_diffusion
 
     torch.set_num_threads(args.threads)
     for stale in CACHE_FILES:  # samples of an earlier model in this folder
@@ -138,7 +138,7 @@ def measure(args) -> None:
     import hwaksan as hk
     from hwaksan.data import shapes
     from hwaksan.eval.feature_extractors import extract_features
-    from hwaksan.train.grid import save_grid
+    from hwaksan.images import save_grid
 
     torch.set_num_threads(args.threads)
     config = shapes.ShapesConfig(resolution=RESOLUTION, min_objects=1, max_objects=1)

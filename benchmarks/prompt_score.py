@@ -106,7 +106,7 @@ def score_model(
 
 def _family_grid(rows: dict[str, torch.Tensor], prompts: list[str], path: Path) -> None:
     """One row per guidance scale (the first 8 prompts), upscaled 4x."""
-    from hwaksan.train.grid import save_grid
+    from hwaksan.images import save_grid
 
     images = torch.cat([x[:8] for x in rows.values()])
     save_grid(images, path, nrow=8, scale=4)

@@ -56,6 +56,12 @@ def component_class(name: str) -> type[nn.Module]:
     return getattr(importlib.import_module(module), attribute)
 
 
+def model_config(model: nn.Module) -> dict | None:
+    """The JSON config of a network that has one (`model.config.to_dict()`), else None."""
+    config = getattr(model, "config", None)
+    return config.to_dict() if hasattr(config, "to_dict") else None
+
+
 def component_spec(module: nn.Module) -> dict:
     """{"class": ..., "config": ...}: what `build_component` needs to rebuild `module`."""
     config = getattr(module, "config", None)

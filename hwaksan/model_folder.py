@@ -21,14 +21,15 @@ from hwaksan.components import (
     component_spec,
     has_weights,
     load_weights,
+    model_config,
     read_folder_config,
     save_weights,
 )
 from hwaksan.diffusion.schedule import NoiseSchedule
 from hwaksan.errors import HwaksanError
+from hwaksan.guidance.layout import LAYOUT_SCALE
 from hwaksan.pipeline import Pipeline
 from hwaksan.registry import resolve
-from hwaksan.sampling.layout_guidance import LAYOUT_SCALE
 
 MODEL_KIND = "hwaksan.diffusion"
 FORMAT_VERSION = 1
@@ -37,8 +38,6 @@ OPTIONAL_COMPONENTS = ("autoencoder", "text_encoder", "classifier")
 
 
 def pipeline_config(pipe: Pipeline) -> dict:
-    from hwaksan.train.diffusion import model_config
-
     config = {
         "model_kind": MODEL_KIND,
         "format_version": FORMAT_VERSION,

@@ -16,8 +16,8 @@ from torch import nn
 
 from hwaksan.diffusion.schedule import NoiseSchedule
 from hwaksan.errors import HwaksanError
-from hwaksan.sampling.layout_guidance import LAYOUT_SCALE, layout_guidance, parse_relations
-from hwaksan.train.grid import to_pil
+from hwaksan.guidance.layout import LAYOUT_SCALE, layout_guidance, parse_relations
+from hwaksan.images import to_pil
 
 
 @dataclass
@@ -53,7 +53,7 @@ class Pipeline:
         self.image_shape = tuple(self.image_shape)
         self.sample_shape = tuple(self.sample_shape or self.image_shape)
         if self.autoencoder is not None:
-            from hwaksan.train.latent import check_latent_fit
+            from hwaksan.nets.autoencoder.base import check_latent_fit
 
             check_latent_fit(self.autoencoder, self.sample_shape, self.image_shape, self.unet)
 
@@ -86,7 +86,7 @@ class Pipeline:
         `negative_prompt` for text models. `guidance_scale` != 1 mixes in the unconditional
         prediction (classifier-free guidance, Ho & Salimans 2022); `classifier_scale` follows the
         classifier's gradient (Dhariwal & Nichol 2021). `relations` steer where the prompt's
-        objects go by their cross-attention (`sampling.layout_guidance`): ("red circle", "left of",
+        objects go by their cross-attention (`guidance.layout`): ("red circle", "left of",
         "blue square") triples of phrases from the prompt, one list for all images or one per
         image, at `layout_scale` (None: the model's own `self.layout_scale`; 0: off).
         `output_type` "pil" gives PIL images, "pt" a [n, C, H, W] tensor in [-1, 1].

@@ -25,6 +25,7 @@ def write_captioned_shapes(folder: Path, n: int = 8, resolution: int = 16) -> Pa
 
 def save_tiny_mini_clip(folder: Path) -> Path:
     """A random mini-CLIP with a 32-wide, one-layer text tower, saved as a folder."""
+    from hwaksan.data.shapes import shapes_vocabulary
     from hwaksan.nets.text.mini_clip import (
         MiniCLIP,
         MiniCLIPConfig,
@@ -33,6 +34,6 @@ def save_tiny_mini_clip(folder: Path) -> Path:
     )
 
     torch.manual_seed(0)
-    save_mini_clip(MiniCLIP(MiniCLIPConfig(text=MiniCLIPTextConfig(width=32, layers=1, heads=2))),
-                   folder)  # fmt: skip
+    text = MiniCLIPTextConfig(vocab=shapes_vocabulary(), width=32, layers=1, heads=2)
+    save_mini_clip(MiniCLIP(MiniCLIPConfig(text=text)), folder)
     return folder

@@ -10,7 +10,13 @@ import torch
 from click.testing import CliRunner
 
 from hwaksan.cli import main
-from hwaksan.data.shapes import ShapesConfig, parse_caption, render_batch, sample_scene
+from hwaksan.data.shapes import (
+    ShapesConfig,
+    parse_caption,
+    render_batch,
+    sample_scene,
+    shapes_vocabulary,
+)
 from hwaksan.nets.text import MiniCLIP, MiniCLIPConfig, MiniCLIPTextConfig, load_mini_clip
 from hwaksan.train.clip import CLIPRecipe, contrastive_loss
 from hwaksan.train.clip_data import CaptionedScenes, caption_pair, perturb
@@ -38,7 +44,9 @@ def test_the_loss_is_log_batch_size_for_a_blind_model_and_near_zero_for_a_perfec
 
 def small_clip() -> MiniCLIP:
     torch.manual_seed(0)
-    return MiniCLIP(MiniCLIPConfig(text=MiniCLIPTextConfig(width=32, layers=1)))
+    return MiniCLIP(
+        MiniCLIPConfig(text=MiniCLIPTextConfig(vocab=shapes_vocabulary(), width=32, layers=1))
+    )
 
 
 def test_recipe_loss_is_the_symmetric_loss_with_a_learned_temperature():

@@ -82,7 +82,7 @@ def saved_t2i(tmp_path, monkeypatch):
 
 
 def test_init_from_grows_a_trained_model_without_changing_it(saved_t2i):
-    from hwaksan.train.run import init_from
+    from hwaksan.runs.diffusion import init_from
 
     folder, source = saved_t2i
     grown = _unet(context_layers=2)
@@ -96,7 +96,7 @@ def test_init_from_grows_a_trained_model_without_changing_it(saved_t2i):
 
 
 def test_init_from_a_model_that_does_not_fit_is_one_line(saved_t2i):
-    from hwaksan.train.run import init_from
+    from hwaksan.runs.diffusion import init_from
 
     folder, source = saved_t2i
     with pytest.raises(HwaksanError, match="does not fit this one") as e:

@@ -8,6 +8,7 @@ import torch
 from click.testing import CliRunner
 
 from hwaksan.cli import main
+from hwaksan.data.shapes import shapes_vocabulary
 from hwaksan.data.shapes.caption_parser import mention_phrases
 from hwaksan.diffusion.schedule import NoiseSchedule
 from hwaksan.errors import HwaksanError
@@ -26,7 +27,9 @@ def test_mention_phrases_are_the_words_that_name_each_object():
 
 def _encoder() -> MiniCLIPTextModel:
     torch.manual_seed(0)
-    return MiniCLIPTextModel(MiniCLIPTextConfig(width=16, layers=1, heads=2)).eval()
+    return MiniCLIPTextModel(
+        MiniCLIPTextConfig(vocab=shapes_vocabulary(), width=16, layers=1, heads=2)
+    ).eval()
 
 
 def test_targets_mark_each_mentions_tokens_with_its_objects():

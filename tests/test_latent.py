@@ -15,13 +15,12 @@ from hwaksan.cli import main
 from hwaksan.errors import HwaksanError
 from hwaksan.nets import UNet, unet_tiny
 from hwaksan.nets.autoencoder import AutoencoderConfig, AutoencoderKL, VQModel, save_autoencoder
+from hwaksan.nets.autoencoder.base import check_latent_fit, latent_shape
 from hwaksan.pipeline import Pipeline
 from hwaksan.train.data import shapes_data
 from hwaksan.train.latent import (
     LatentDiffusionRecipe,
-    check_latent_fit,
     latent_data,
-    latent_shape,
     measure_latent_scale,
 )
 

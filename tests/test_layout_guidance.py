@@ -7,14 +7,11 @@ import pytest
 import torch
 from torch import nn
 
+from hwaksan.data.shapes import shapes_vocabulary
 from hwaksan.diffusion import parameterization as param
 from hwaksan.diffusion.schedule import NoiseSchedule
 from hwaksan.errors import HwaksanError
-from hwaksan.nets import build_unet
-from hwaksan.nets.text.mini_clip import MiniCLIPTextConfig, MiniCLIPTextModel
-from hwaksan.pipeline import Pipeline
-from hwaksan.sampling.classifier_guidance import alpha_sigma_at
-from hwaksan.sampling.layout_guidance import (
+from hwaksan.guidance.layout import (
     CrossAttentionMaps,
     Relation,
     centroid,
@@ -23,6 +20,10 @@ from hwaksan.sampling.layout_guidance import (
     phrase_positions,
     relation_energy,
 )
+from hwaksan.nets import build_unet
+from hwaksan.nets.text.mini_clip import MiniCLIPTextConfig, MiniCLIPTextModel
+from hwaksan.pipeline import Pipeline
+from hwaksan.sampling.classifier_guidance import alpha_sigma_at
 
 PROMPT = "a red circle to the left of a blue square"
 
@@ -30,7 +31,9 @@ PROMPT = "a red circle to the left of a blue square"
 @pytest.fixture
 def encoder() -> MiniCLIPTextModel:
     torch.manual_seed(0)
-    return MiniCLIPTextModel(MiniCLIPTextConfig(width=16, layers=1, heads=2)).eval()
+    return MiniCLIPTextModel(
+        MiniCLIPTextConfig(vocab=shapes_vocabulary(), width=16, layers=1, heads=2)
+    ).eval()
 
 
 @pytest.fixture

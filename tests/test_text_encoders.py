@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from hwaksan.components import build_component, component_spec, has_weights
+from hwaksan.data.shapes import shapes_vocabulary
 from hwaksan.errors import HwaksanError
 from hwaksan.nets.text import (
     MiniCLIP,
@@ -20,7 +21,9 @@ PROMPTS = ["a red circle", "a small blue box to the left of a large green triang
 
 def small_text_model(**overrides) -> MiniCLIPTextModel:
     torch.manual_seed(0)
-    return MiniCLIPTextModel(MiniCLIPTextConfig(width=32, layers=2, heads=4, **overrides))
+    return MiniCLIPTextModel(
+        MiniCLIPTextConfig(vocab=shapes_vocabulary(), width=32, layers=2, heads=4, **overrides)
+    )
 
 
 def test_mini_clip_shapes_masks_and_eos_pooling():
@@ -70,7 +73,7 @@ def test_mini_clip_truncates_with_a_warning_and_never_fails():
 
 def test_a_mini_clip_folder_loads_as_a_frozen_text_encoder(tmp_path):
     torch.manual_seed(0)
-    config = MiniCLIPConfig(text=MiniCLIPTextConfig(width=32, layers=1))
+    config = MiniCLIPConfig(text=MiniCLIPTextConfig(vocab=shapes_vocabulary(), width=32, layers=1))
     clip = MiniCLIP(config)
     save_mini_clip(clip, tmp_path / "clip")
     enc = build_text_encoder(tmp_path / "clip")

@@ -4,9 +4,9 @@ JSON save/load, and the truncation warning that quotes what was cut."""
 import pytest
 import torch
 
-from hwaksan.data.shapes import ShapesConfig, sample_scene
+from hwaksan.data.shapes import ShapesConfig, sample_scene, shapes_vocabulary
 from hwaksan.errors import HwaksanError
-from hwaksan.nets.text.tokenizer import WordTokenizer, shapes_vocabulary
+from hwaksan.nets.text.tokenizer import WordTokenizer
 
 
 @pytest.fixture(scope="module")
@@ -22,6 +22,14 @@ def test_every_caption_round_trips_with_known_words_and_fits_32_tokens(captions)
         assert tok.decode(ids) == caption
         assert 3 not in ids, caption  # no <unk>
         assert len(ids) + 2 <= 32, caption  # mini-CLIP's max_length holds <bos> + words + <eos>
+
+
+def test_the_shapes_vocabulary_splits_as_the_tokenizer_splits():
+    """data.shapes builds the vocabulary with its own copy of the word rule (data never imports
+    nets): every word must come back from the tokenizer's split as itself."""
+    words = shapes_vocabulary()
+    tok = WordTokenizer(words)
+    assert all(tok.split(w) == [w] for w in words)
 
 
 def test_rows_are_bos_words_eos_then_padding_with_a_matching_mask():

@@ -38,9 +38,9 @@ SAMPLERS = (("ddim", 50), ("dpmpp_2m", 20))
 def command(out, minutes, steps, n, seed, resolution, preset, batch_size, lr, ema_decay) -> None:
     """Train on the shapes world for a few minutes, then sample and score (validity, coverage,
     Frechet distance); writes everything to --out."""
+    from hwaksan.runs.diffusion import DiffusionRun, run_diffusion
     from hwaksan.train.data import shapes_data
     from hwaksan.train.loop import TrainConfig, channels_last_default
-    from hwaksan.train.run import DiffusionRun, run_diffusion
 
     out = Path(out)
     start = time.perf_counter()
@@ -83,7 +83,7 @@ def command(out, minutes, steps, n, seed, resolution, preset, batch_size, lr, em
 
 
 def _save_grid(images: torch.Tensor, path: Path) -> None:
-    from hwaksan.train.grid import save_grid
+    from hwaksan.images import save_grid
 
     save_grid(images, path, nrow=8, scale=4)
 

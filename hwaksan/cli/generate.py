@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from hwaksan.errors import HwaksanError
-from hwaksan.sampling.layout_guidance import LAYOUT_SCALE
+from hwaksan.guidance.layout import LAYOUT_SCALE
 
 
 @click.command("generate")
@@ -43,8 +43,8 @@ def command(
     --relation names two phrases of every PROMPT and how they sit; layout guidance then moves
     their cross-attention to match while the layout forms.
     """
+    from hwaksan.images import save_grid
     from hwaksan.model_folder import load
-    from hwaksan.train.grid import save_grid
 
     if n < 1:
         raise HwaksanError("-n must be at least 1")

@@ -26,8 +26,8 @@ def command(
     classifier, scale, out,
 ) -> None:  # fmt: skip
     """Sample MODEL (a folder, a training --out folder, or a shipped name) into a grid."""
+    from hwaksan.images import save_grid
     from hwaksan.model_folder import load
-    from hwaksan.train.grid import save_grid
 
     if n < 1:
         raise HwaksanError("-n must be at least 1")

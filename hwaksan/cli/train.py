@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import click
 
+from hwaksan.diffusion.schedule import SCHEDULES
 from hwaksan.errors import HwaksanError
+from hwaksan.runs.diffusion import DiffusionRun, run_diffusion
 from hwaksan.train.loop import TrainConfig, channels_last_default
-from hwaksan.train.run import SCHEDULES, DiffusionRun, run_diffusion
 
 
 @click.command("train")

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from hwaksan.diffusion import parameterization as param
+from hwaksan.errors import HwaksanError
 
 
 @dataclass(frozen=True)
@@ -247,3 +248,15 @@ class NoiseSchedule:
             _gather(self.posterior_variance, t, x_t),
             _gather(self.posterior_log_variance_clipped, t, x_t),
         )
+
+
+SCHEDULES = ("linear", "cosine")  # the schedules a run can name
+
+
+def build_schedule(name: str, num_train_timesteps: int = 1000) -> NoiseSchedule:
+    """The schedule a training run names ("linear" or "cosine"); HwaksanError otherwise."""
+    if name == "linear":
+        return NoiseSchedule.linear(num_train_timesteps)
+    if name == "cosine":
+        return NoiseSchedule.cosine(num_train_timesteps)
+    raise HwaksanError(f"unknown schedule {name!r}; use one of {', '.join(SCHEDULES)}")

@@ -107,7 +107,7 @@ def run_classifier(
 ) -> tuple[NoisyClassifier, TrainResult, dict[int, float]]:
     """Train, measure held-out accuracy per t, save `<out>/model`; return (classifier, result,
     accuracy)."""
-    from hwaksan.train.run import build_schedule
+    from hwaksan.diffusion.schedule import build_schedule
 
     data = data or training_data(run.data, run.resolution)
     if data.num_classes is None:

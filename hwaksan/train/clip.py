@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hwaksan.data.shapes import ShapesConfig
+from hwaksan.data.shapes import ShapesConfig, shapes_vocabulary
 from hwaksan.nets.text.mini_clip import MiniCLIP, MiniCLIPConfig, save_mini_clip
 from hwaksan.train.loop import Recipe, TrainConfig, TrainResult, train
 
@@ -83,6 +83,8 @@ def run_clip(run: CLIPRun) -> tuple[MiniCLIP, TrainResult]:
     from hwaksan.train.clip_data import CaptionedScenes
 
     run.model.vision.resolution = run.resolution
+    if not run.model.text.vocab:  # a mini-CLIP for the shapes world reads the world's words
+        run.model.text.vocab = shapes_vocabulary()
     model = MiniCLIP(run.model)
     data = CaptionedScenes(
         run.shapes_config(), run.scenes, run.data_seed, run.relation_negatives, run.train.progress

@@ -11,16 +11,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from hwaksan.components import model_config
 from hwaksan.diffusion.losses import diffusion_loss, hybrid_loss
 from hwaksan.diffusion.parameterization import check_prediction_type
 from hwaksan.diffusion.schedule import NoiseSchedule
 from hwaksan.train.loop import Recipe
-
-
-def model_config(model: nn.Module) -> dict | None:
-    """The JSON config of a network that has one (`model.config.to_dict()`), else None."""
-    config = getattr(model, "config", None)
-    return config.to_dict() if hasattr(config, "to_dict") else None
 
 
 class DiffusionRecipe(Recipe):

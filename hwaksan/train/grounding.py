@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from hwaksan.errors import HwaksanError
-from hwaksan.sampling.layout_guidance import phrase_positions
+from hwaksan.guidance.layout import phrase_positions
 
 
 @dataclass

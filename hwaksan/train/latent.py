@@ -19,6 +19,7 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from hwaksan.errors import HwaksanError
+from hwaksan.nets.autoencoder.base import latent_shape
 from hwaksan.train.data import CaptionedImages, TensorItems, TrainingData
 from hwaksan.train.diffusion import DiffusionRecipe
 
@@ -32,45 +33,6 @@ def load_frozen_autoencoder(name_or_path: str | Path | nn.Module) -> nn.Module:
 
         autoencoder = load_autoencoder(name_or_path)
     return autoencoder.eval().requires_grad_(False)
-
-
-def latent_shape(autoencoder: nn.Module, image_shape: tuple[int, int, int]) -> tuple[int, int, int]:
-    """(C, H / f, W / f): the latents `autoencoder` makes of images of `image_shape`."""
-    f = autoencoder.downsample_factor
-    _, height, width = image_shape
-    if height % f or width % f:
-        raise HwaksanError(
-            f"images of {height}x{width} px do not fit an autoencoder with downsampling factor "
-            f"{f}: height and width must be multiples of {f}"
-        )
-    return (autoencoder.latent_channels, height // f, width // f)
-
-
-def check_latent_fit(
-    autoencoder: nn.Module,
-    sample_shape: tuple[int, int, int],
-    image_shape: tuple[int, int, int],
-    unet: nn.Module | None = None,
-) -> None:
-    """HwaksanError unless latents of `sample_shape` are what `autoencoder` makes of images of
-    `image_shape` (and what `unet`, if it has a config, denoises). A decoder that does not state
-    its `downsample_factor` and `latent_channels` (a stand-in) is trusted."""
-    if not all(hasattr(autoencoder, a) for a in ("downsample_factor", "latent_channels")):
-        return
-    expected = latent_shape(autoencoder, image_shape)
-    if tuple(sample_shape) != expected:
-        f = autoencoder.downsample_factor
-        raise HwaksanError(
-            f"latent shape {tuple(sample_shape)} does not fit the autoencoder: its latents of "
-            f"{image_shape[1]}x{image_shape[2]} px images are {expected} "
-            f"({autoencoder.latent_channels} channels, downsampling factor {f})"
-        )
-    config = getattr(unet, "config", None)
-    got = (getattr(config, "in_channels", None), getattr(config, "resolution", None))
-    if config is not None and got != (expected[0], expected[1]):
-        raise HwaksanError(
-            f"the U-Net takes {got[0]} channels at {got[1]} px, but the latents are {expected}"
-        )
 
 
 @torch.no_grad()

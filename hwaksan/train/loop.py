@@ -26,9 +26,9 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from hwaksan.errors import HwaksanError
+from hwaksan.images import save_grid
 from hwaksan.train import checkpoint as ckpt
 from hwaksan.train.ema import EMA
-from hwaksan.train.grid import save_grid
 from hwaksan.train.log import CSVLog, plot_loss
 from hwaksan.train.runtime import Runtime
 from hwaksan.train.sampler import ShardedEpochSampler, collate

@@ -16,11 +16,12 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from hwaksan.components import model_config
 from hwaksan.diffusion.schedule import NoiseSchedule
 from hwaksan.errors import HwaksanError
-from hwaksan.sampling.layout_guidance import CrossAttentionMaps
+from hwaksan.guidance.attention_maps import CrossAttentionMaps
 from hwaksan.train.data import CaptionedImages, TrainingData
-from hwaksan.train.diffusion import DiffusionRecipe, model_config
+from hwaksan.train.diffusion import DiffusionRecipe
 from hwaksan.train.grounding import TokenGrounding, grounding_loss, shapes_object_masks
 from hwaksan.train.latent import LatentDiffusionRecipe
 

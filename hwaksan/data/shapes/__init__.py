@@ -6,6 +6,7 @@ objects = detect(images[0])                            # read an image back into
 """
 
 from hwaksan.data.shapes.caption_parser import Mention, Prompt, parse_caption, scene_prompt
+from hwaksan.data.shapes.captions import shapes_vocabulary
 from hwaksan.data.shapes.dataset import ShapesDataset
 from hwaksan.data.shapes.detector import DetectedObject, Parse, detect, parse
 from hwaksan.data.shapes.renderer import (
@@ -34,6 +35,7 @@ from hwaksan.data.shapes.world import (
 )
 
 __all__ = [
+    "shapes_vocabulary",
     "ALL_SHAPES",
     "BACKGROUNDS",
     "BASE_SHAPES",

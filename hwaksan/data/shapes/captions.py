@@ -5,6 +5,7 @@ The vocabulary here is shared with `caption_parser.py`, which reads every phrasi
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -141,3 +142,23 @@ def phrasings(objects: tuple[ShapeObject, ...], rng: np.random.Generator) -> tup
     if len(objects) == 2:
         return tuple(_pair(rng, *objects))
     return tuple(_triple(rng, objects))
+
+
+_WORD = re.compile(r"[a-z0-9]+|[^\sa-z0-9]")  # WordTokenizer's words (tests/test_text_tokenizer.py)
+
+
+def shapes_vocabulary() -> list[str]:
+    """Every word the shapes world's captions use, sorted: the vocabulary a mini-CLIP text
+    encoder is built with for this world (split as `nets.text.WordTokenizer` splits)."""
+    from hwaksan.data.shapes.world import ALL_SHAPES, BACKGROUNDS, COLORS, POSITIONS, SIZES
+
+    phrases = [*ALL_SHAPES, *COLORS, *BACKGROUNDS, *POSITIONS, *SIZES, *NUMBER_WORDS]
+    phrases += [*COUNT_NOUNS, "background"]
+    phrases += [*PREFIXES, *CORNER, "a", "an", "and", ",", ":"]
+    for words in SHAPE_WORDS.values():
+        phrases += [*words, *(PLURAL.get(w, w + "s") for w in words)]
+    for table in (SIZE_WORDS, RELATION_WORDS):
+        phrases += [p for options in table.values() for p in options]
+    for options, prepositions in POSITION_WORDS.values():
+        phrases += [*options, *prepositions]
+    return sorted({w for p in phrases for w in _WORD.findall(p.lower())})

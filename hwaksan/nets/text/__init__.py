@@ -16,7 +16,7 @@ from hwaksan.nets.text.mini_clip import (
     load_mini_clip,
     save_mini_clip,
 )
-from hwaksan.nets.text.tokenizer import WordTokenizer, shapes_vocabulary
+from hwaksan.nets.text.tokenizer import WordTokenizer
 
 __all__ = [
     "MiniCLIP",
@@ -32,5 +32,4 @@ __all__ = [
     "load_mini_clip",
     "load_text_encoder",
     "save_mini_clip",
-    "shapes_vocabulary",
 ]

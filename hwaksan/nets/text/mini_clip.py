@@ -23,7 +23,7 @@ from torch import nn
 from hwaksan.errors import HwaksanError
 from hwaksan.nets.attention import Attention
 from hwaksan.nets.text.base import MINI_CLIP_KIND, TextEncoder, TextEncoding
-from hwaksan.nets.text.tokenizer import WordTokenizer, shapes_vocabulary
+from hwaksan.nets.text.tokenizer import WordTokenizer
 from hwaksan.nets.tokens import to_tokens
 
 WEIGHTS = "model.safetensors"
@@ -31,7 +31,8 @@ WEIGHTS = "model.safetensors"
 
 @dataclass
 class MiniCLIPTextConfig:
-    vocab: list[str] = field(default_factory=shapes_vocabulary)  # words; ids follow 4 specials
+    vocab: list[str] = field(default_factory=list)  # words; ids follow 4 specials (the shapes
+    # world's: hwaksan.data.shapes.shapes_vocabulary())
     added_tokens: list[str] = field(default_factory=list)  # grown by `add_tokens`
     max_length: int = 32  # tokens per prompt, <bos> and <eos> included
     width: int = 128  # hidden_size

@@ -1,4 +1,4 @@
-"""A word-level tokenizer with an extensible vocabulary (the shapes world's words, plus any added).
+"""A word-level tokenizer with an extensible vocabulary (a word list it is given, plus any added).
 
 Words are lower-cased runs of letters and digits; every other non-space character is a token of
 its own. `add_tokens` appends new entries (placeholders like "<s*>" for textual inversion, Gal et
@@ -127,20 +127,3 @@ def warn_truncated(prompt: str, cut: str, max_length: int) -> None:
         f"prompt {prompt!r} is longer than the text encoder's {max_length} tokens; cut: {cut!r}",
         stacklevel=3,
     )
-
-
-def shapes_vocabulary() -> list[str]:
-    """Every word the shapes world's captions use (hwaksan.data.shapes.captions), sorted."""
-    from hwaksan.data.shapes import captions as c
-    from hwaksan.data.shapes.world import ALL_SHAPES, BACKGROUNDS, COLORS, POSITIONS, SIZES
-
-    phrases = [*ALL_SHAPES, *COLORS, *BACKGROUNDS, *POSITIONS, *SIZES, *c.NUMBER_WORDS]
-    phrases += [*c.COUNT_NOUNS, "background"]
-    phrases += [*c.PREFIXES, *c.CORNER, "a", "an", "and", ",", ":"]
-    for words in c.SHAPE_WORDS.values():
-        phrases += [*words, *(c.PLURAL.get(w, w + "s") for w in words)]
-    for table in (c.SIZE_WORDS, c.RELATION_WORDS):
-        phrases += [p for options in table.values() for p in options]
-    for options, prepositions in c.POSITION_WORDS.values():
-        phrases += [*options, *prepositions]
-    return sorted({w for p in phrases for w in _WORD.findall(p.lower())})

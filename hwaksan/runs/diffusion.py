@@ -11,7 +11,7 @@ from pathlib import Path
 
 from torch import nn
 
-from hwaksan.diffusion.schedule import NoiseSchedule
+from hwaksan.diffusion.schedule import build_schedule
 from hwaksan.errors import HwaksanError
 from hwaksan.pipeline import Pipeline
 from hwaksan.train.data import TrainingData, training_data
@@ -24,9 +24,6 @@ from hwaksan.train.text import (
     TextDiffusionRecipe,
     text_training_data,
 )
-
-SCHEDULES = ("linear", "cosine")
-
 
 @dataclass
 class DiffusionRun:
@@ -54,14 +51,6 @@ class DiffusionRun:
     scenes: int | None = None  # text-to-image on the shapes world: captioned scenes (8,000)
     grounding_weight: float = 0.0  # text-to-image: weight of the token grounding loss (shapes)
     train: TrainConfig = field(default_factory=TrainConfig)
-
-
-def build_schedule(name: str, num_train_timesteps: int = 1000) -> NoiseSchedule:
-    if name == "linear":
-        return NoiseSchedule.linear(num_train_timesteps)
-    if name == "cosine":
-        return NoiseSchedule.cosine(num_train_timesteps)
-    raise HwaksanError(f"unknown schedule {name!r}; use one of {', '.join(SCHEDULES)}")
 
 
 def run_diffusion(
