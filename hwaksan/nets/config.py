@@ -3,27 +3,49 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from hwaksan.errors import HwaksanError
 
 
 class JSONConfig:
-    """Mixin for a dataclass config: tuples become JSON lists and come back as tuples, and an
+    """Mixin for a dataclass config: tuple fields become JSON lists and come back as tuples, a
+    nested config (a field whose default is another JSONConfig) travels as a nested object, and an
     unknown key in a saved config is a one-line error naming the keys that exist."""
 
     config_name: ClassVar[str] = "network"  # how errors name it: "unknown UNet config keys"
 
     def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+        return {f.name: _to_json(getattr(self, f.name)) for f in dataclasses.fields(self)}
 
     @classmethod
     def from_dict(cls, d: dict):
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - fields.keys())
         if unknown:
             raise HwaksanError(
-                f"unknown {cls.config_name} config keys {unknown}; known: {sorted(known)}"
+                f"unknown {cls.config_name} config keys {unknown}; known: {sorted(fields)}"
             )
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+        return cls(**{k: _from_json(fields[k], v) for k, v in d.items()})
+
+
+def _to_json(value: Any) -> Any:
+    if isinstance(value, JSONConfig):
+        return value.to_dict()
+    if isinstance(value, (tuple, list)):
+        return [_to_json(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _to_json(v) for k, v in value.items()}
+    return value
+
+
+def _from_json(field: dataclasses.Field, value: Any) -> Any:
+    """A JSON value as the field holds it: a nested config rebuilt, a list made a tuple where the
+    field is declared a tuple (a `list[...]` field, e.g. a vocabulary, stays a list)."""
+    nested = field.default_factory
+    if isinstance(nested, type) and issubclass(nested, JSONConfig) and isinstance(value, dict):
+        return nested.from_dict(value)
+    declared = field.type if isinstance(field.type, str) else getattr(field.type, "__name__", "")
+    if isinstance(value, list) and declared.startswith("tuple"):
+        return tuple(value)
+    return value

@@ -8,21 +8,22 @@ decoder's last layer (Esser et al. 2021, eq. 7).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from hwaksan.nets.config import JSONConfig
+
 
 @dataclass
-class DiscriminatorConfig:
+class DiscriminatorConfig(JSONConfig):
+    config_name = "discriminator"
+
     in_channels: int = 3
     channels: int = 32  # width of the first layer; doubles per layer up to 8x
     num_layers: int = 2  # 2: each logit sees a 34x34 patch (3: 70x70, pix2pix's default)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 class PatchDiscriminator(nn.Module):
@@ -49,7 +50,7 @@ class PatchDiscriminator(nn.Module):
 
     @classmethod
     def from_config(cls, d: dict) -> PatchDiscriminator:
-        return cls(DiscriminatorConfig(**d))
+        return cls(DiscriminatorConfig.from_dict(d))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(x)  # (B, 1, h, w)

@@ -16,11 +16,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from hwaksan.nets.config import JSONConfig
+
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights" / "eval"
 
 
 @dataclass
-class FeatureNetConfig:
+class FeatureNetConfig(JSONConfig):
     """Shape of a feature CNN; `heads` names the output groups (name -> size) in order."""
 
     in_channels: int = 1
@@ -135,7 +137,7 @@ def load_feature_net(name: str, directory: Path = WEIGHTS_DIR) -> FeatureCNN:
             f"no feature network weights {weights_path}: run scripts/train_feature_nets.py"
         )
     raw = json.loads(config_path.read_text())
-    config = FeatureNetConfig(**{**raw, "widths": tuple(raw["widths"])})
+    config = FeatureNetConfig.from_dict(raw)
     net = FeatureCNN(config)
     net.load_state_dict(load_file(str(weights_path)))
     return net.eval().requires_grad_(False)

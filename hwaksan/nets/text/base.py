@@ -124,11 +124,11 @@ def build_text_encoder(name_or_path: str | Path, pretrained: bool = True, **conf
     if name == "mini_clip" and not pretrained:
         from hwaksan.nets.text.mini_clip import MiniCLIPTextConfig, MiniCLIPTextModel
 
-        return MiniCLIPTextModel(MiniCLIPTextConfig(**config))
+        return MiniCLIPTextModel(MiniCLIPTextConfig.from_dict(config))
     if name == "minilm":
         from hwaksan.nets.text.minilm import MiniLMConfig, MiniLMTextEncoder
 
-        return MiniLMTextEncoder(MiniLMConfig(**config))
+        return MiniLMTextEncoder(MiniLMConfig.from_dict(config))
     if name == "mini_clip":
         from hwaksan.nets.text.mini_clip import load_mini_clip
 

@@ -8,22 +8,22 @@ The folder holds the model's `config.json` + weights and the tokenizer files, or
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from hwaksan.errors import HwaksanError
+from hwaksan.nets.config import JSONConfig
 from hwaksan.nets.text.base import HFTextEncoder, TextEncoding
 
 
 @dataclass
-class HFCLIPConfig:
+class HFCLIPConfig(JSONConfig):
+    config_name = "HF CLIP"
+
     path: str  # the local folder
     max_length: int | None = None  # None: the model's max_position_embeddings (77 for CLIP)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 class HFCLIPTextEncoder(HFTextEncoder):
@@ -55,7 +55,7 @@ class HFCLIPTextEncoder(HFTextEncoder):
 
     @classmethod
     def from_config(cls, config: dict) -> HFCLIPTextEncoder:
-        return cls(HFCLIPConfig(**config))
+        return cls(HFCLIPConfig.from_dict(config))
 
     def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> TextEncoding:
         out = self.model(input_ids=input_ids, attention_mask=attention_mask.long())

@@ -13,7 +13,7 @@ import json
 import math
 import os
 import shutil
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -22,6 +22,7 @@ from torch import nn
 
 from hwaksan.errors import HwaksanError
 from hwaksan.nets.attention import Attention
+from hwaksan.nets.config import JSONConfig
 from hwaksan.nets.text.base import MINI_CLIP_KIND, TextEncoder, TextEncoding
 from hwaksan.nets.text.tokenizer import WordTokenizer
 from hwaksan.nets.tokens import to_tokens
@@ -30,7 +31,9 @@ WEIGHTS = "model.safetensors"
 
 
 @dataclass
-class MiniCLIPTextConfig:
+class MiniCLIPTextConfig(JSONConfig):
+    config_name = "mini-CLIP text"
+
     vocab: list[str] = field(default_factory=list)  # words; ids follow 4 specials (the shapes
     # world's: hwaksan.data.shapes.shapes_vocabulary())
     added_tokens: list[str] = field(default_factory=list)  # grown by `add_tokens`
@@ -39,12 +42,11 @@ class MiniCLIPTextConfig:
     layers: int = 3
     heads: int = 4
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
 
 @dataclass
-class MiniCLIPVisionConfig:
+class MiniCLIPVisionConfig(JSONConfig):
+    config_name = "mini-CLIP vision"
+
     resolution: int = 32
     in_channels: int = 3
     channels: tuple[int, ...] = (16, 32, 64, 128)  # the stem, then one stride-2 stage each
@@ -55,24 +57,15 @@ class MiniCLIPVisionConfig:
     def __post_init__(self) -> None:
         self.channels = tuple(self.channels)
 
-    def to_dict(self) -> dict:
-        return {**asdict(self), "channels": list(self.channels)}
-
 
 @dataclass
-class MiniCLIPConfig:
+class MiniCLIPConfig(JSONConfig):
+    config_name = "mini-CLIP"
+
     text: MiniCLIPTextConfig = field(default_factory=MiniCLIPTextConfig)
     vision: MiniCLIPVisionConfig = field(default_factory=MiniCLIPVisionConfig)
     embed_dim: int = 128  # the joint text-image space
     logit_scale_init: float = math.log(1 / 0.07)  # CLIP's initial temperature 0.07
-
-    def to_dict(self) -> dict:
-        return {**asdict(self), "text": self.text.to_dict(), "vision": self.vision.to_dict()}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> MiniCLIPConfig:
-        text, vision = MiniCLIPTextConfig(**d["text"]), MiniCLIPVisionConfig(**d["vision"])
-        return cls(text, vision, **{k: v for k, v in d.items() if k not in ("text", "vision")})
 
 
 class TextTransformerLayer(nn.Module):
@@ -111,7 +104,7 @@ class MiniCLIPTextModel(TextEncoder):
 
     @classmethod
     def from_config(cls, config: dict) -> MiniCLIPTextModel:
-        return cls(MiniCLIPTextConfig(**config))
+        return cls(MiniCLIPTextConfig.from_dict(config))
 
     def tokenize(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         return self.tokenizer(prompts, self.max_length)

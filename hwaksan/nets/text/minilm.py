@@ -7,20 +7,20 @@ stores only this module's config (`persistent_weights = False`).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 
 from hwaksan.errors import HwaksanError
+from hwaksan.nets.config import JSONConfig
 from hwaksan.nets.text.base import HFTextEncoder, TextEncoding
 
 
 @dataclass
-class MiniLMConfig:
-    max_length: int = 32  # tokens including [CLS] and [SEP]; the model reads up to 512
+class MiniLMConfig(JSONConfig):
+    config_name = "MiniLM"
 
-    def to_dict(self) -> dict:
-        return asdict(self)
+    max_length: int = 32  # tokens including [CLS] and [SEP]; the model reads up to 512
 
 
 class MiniLMTextEncoder(HFTextEncoder):
@@ -45,7 +45,7 @@ class MiniLMTextEncoder(HFTextEncoder):
 
     @classmethod
     def from_config(cls, config: dict) -> MiniLMTextEncoder:
-        return cls(MiniLMConfig(**config))
+        return cls(MiniLMConfig.from_dict(config))
 
     def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> TextEncoding:
         hidden = self.model(
