@@ -95,7 +95,9 @@ torch::Tensor backward(torch::Tensor dout, torch::Tensor qkv, torch::Tensor out,
   const float *O = out.data_ptr<float>(), *L = lse.data_ptr<float>();
   float* DQKV = dqkv.data_ptr<float>();
   at::parallel_for(0, d.B * H, 1, [&](int64_t i0, int64_t i1) {
-    std::vector<float> t(D * N), pt(N * N), dpt(N * N), delta(N);
+    // dqt holds k^T ds^T, (D, N): its own buffer, since D > N (few tokens, wide heads: 16 tokens
+    // of 32 channels in the shipped 64 px model's middle block) would overflow an N x N one
+    std::vector<float> t(D * N), pt(N * N), dpt(N * N), dqt(D * N), delta(N);
     for (int64_t i = i0; i < i1; ++i) {
       const int64_t b = i / H, h = i % H;
       const float* q = QKV + b * N * d.ld + h * D;
@@ -132,7 +134,6 @@ torch::Tensor backward(torch::Tensor dout, torch::Tensor qkv, torch::Tensor out,
       matmul(N, D, N, dpt.data(), N, q, d.ld, dk, d.ld);  // dk = ds^T q
       // dq^T = k^T ds^T, then into dq's rows
       transpose(k, N, D, d.ld, t.data());
-      std::vector<float>& dqt = pt;  // p^T is no longer needed: reuse it for the (D, N) result
       matmul(D, N, N, t.data(), N, dpt.data(), N, dqt.data(), N);
       for (int64_t r = 0; r < N; ++r)
         for (int64_t e = 0; e < D; ++e) dq[r * d.ld + e] = dqt[e * N + r];
