@@ -75,14 +75,18 @@ class Recipe(ABC):
 
     `model` is the network the recipe runs (DDP wraps it); `loss` receives the (possibly wrapped)
     model. `trainable` is what the loop trains: the optimizer, gradient clipping, EMA and
-    checkpoints see only it. By default it is `model`; set it to a submodule (LoRA layers, a
-    textual-inversion embedding) and the loop freezes the rest of `model`, leaves it untouched,
-    and neither copies nor saves it: a resumed run rebuilds it from the recipe. Two hooks run
-    after each optimizer step and EMA update, once per step however many micro-batches:
-    `extra_step` trains a second net on the step's batch with its own optimizer (a GAN
-    discriminator; its state goes through `extra_state`), then `after_step` updates what follows
-    from the new weights (a consistency model's target network). Two hooks, because the first is
-    a training step of its own (batch in, logs out) and the second only reads the model.
+    checkpoints see only it. By default it is `model`. Set it to a module made of some of
+    `model`'s layers, holding only what trains (LoRA's low-rank layers, not the layers they wrap;
+    a textual-inversion embedding), and the loop freezes the rest of `model`, never changes it,
+    and neither copies nor saves it: a resumed run rebuilds it from the recipe. The EMA then
+    averages the part alone; progress grids swap its averages into the live model and back, and
+    `TrainResult.ema_model` is one copy of the model, made at the end.
+
+    Two hooks run after each optimizer step and EMA update, once per step however many
+    micro-batches: `extra_step` trains a second net on the step's batch with its own optimizer (a
+    GAN discriminator; its state goes through `extra_state`), then `after_step` updates what
+    follows from the new weights (a consistency model's target network). Two hooks, because the
+    first is a training step of its own (batch in, logs out) and the second only reads the model.
     """
 
     model: nn.Module
