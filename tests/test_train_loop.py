@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import functools
 import importlib
 import os
 import signal
@@ -10,6 +11,7 @@ import signal
 import pytest
 import torch
 from torch import nn
+from torch.optim.optimizer import register_optimizer_step_pre_hook
 from train_toys import BlobDataset, TinyDenoiser
 
 from hwaksan.diffusion.schedule import NoiseSchedule
@@ -104,16 +106,17 @@ def test_ema_decay_warmup_and_update():
 
 
 class _Regression(Recipe):
-    """A deterministic loss (no noise, no dropout) so accumulation can be compared exactly."""
+    """A deterministic loss (no noise, no dropout) so accumulation can be compared exactly;
+    `target_scale` makes the gradients as large as wanted."""
 
-    def __init__(self, nan_from_step: int | None = None) -> None:
+    def __init__(self, nan_from_step: int | None = None, target_scale: float = 1.0) -> None:
         torch.manual_seed(0)
         self.model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 1))
-        self.nan_from_step = nan_from_step
+        self.nan_from_step, self.target_scale = nan_from_step, target_scale
 
     def loss(self, model, batch, step):
         x, y = batch
-        loss = ((model(x).squeeze(1) - y) ** 2).mean()
+        loss = ((model(x).squeeze(1) - self.target_scale * y) ** 2).mean()
         if self.nan_from_step is not None and step >= self.nan_from_step:
             loss = loss * float("nan")
         return loss, {}
@@ -125,16 +128,61 @@ def _regression_data(n: int = 32):
     return torch.utils.data.TensorDataset(x, x.sum(1).sin())
 
 
-def test_grad_accumulation_equals_a_big_batch(tmp_path):
+@pytest.fixture
+def stepped_grads():
+    """The gradients each optimizer step is taken with (one list of tensors per step)."""
+    seen: list[list[torch.Tensor]] = []
+
+    def record(optimizer, args, kwargs):
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        seen.append([p.grad.clone() for p in params if p.grad is not None])
+
+    handle = register_optimizer_step_pre_hook(record)
+    yield seen
+    handle.remove()
+
+
+def _global_norm(grads: list[torch.Tensor]) -> torch.Tensor:
+    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+
+
+def test_grad_accumulation_equals_a_big_batch(tmp_path, stepped_grads):
     data = _regression_data()
     common = dict(steps=4, lr=1e-2, ema_decay=None, grad_clip=None, lr_warmup_steps=0)
     big = train(_Regression(), data, _config(tmp_path / "big", batch_size=8, **common))
+    big_grads = list(stepped_grads)
+    stepped_grads.clear()
     acc = train(
         _Regression(), data, _config(tmp_path / "acc", batch_size=2, grad_accum=4, **common)
     )
     for a, b in zip(big.model.parameters(), acc.model.parameters()):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
     assert not torch.equal(big.model[0].weight, _Regression().model[0].weight)  # it did train
+    # Adam is blind to a gradient's scale, so compare what it is given: the big batch's mean
+    assert len(stepped_grads) == len(big_grads) == 4
+    for step_big, step_acc in zip(big_grads, stepped_grads):
+        for g_big, g_acc in zip(step_big, step_acc, strict=True):
+            torch.testing.assert_close(g_acc, g_big, rtol=1e-5, atol=1e-7)
+
+
+def test_grad_clip_scales_to_the_max_norm_and_logs_the_norm_before(tmp_path, stepped_grads):
+    data = _regression_data()
+    common = dict(steps=1, lr=1e-2, ema_decay=None, lr_warmup_steps=0)
+    recipe = functools.partial(_Regression, target_scale=100.0)  # gradients far above the clip
+    train(recipe(), data, _config(tmp_path / "free", grad_clip=None, **common))
+    train(recipe(), data, _config(tmp_path / "loose", grad_clip=1e9, **common))
+    train(recipe(), data, _config(tmp_path / "clip", grad_clip=0.5, **common))
+    free, loose, clipped = stepped_grads
+    norm = _global_norm(free)
+    assert norm > 100 * 0.5
+    coef = 0.5 / (norm + 1e-6)  # torch.nn.utils.clip_grad_norm_'s
+    for g_free, g_loose, g_clip in zip(free, loose, clipped, strict=True):
+        assert torch.equal(g_loose, g_free)  # under the max norm: untouched
+        torch.testing.assert_close(g_clip, g_free * coef, rtol=1e-6, atol=0)
+    torch.testing.assert_close(_global_norm(clipped), torch.tensor(0.5), rtol=1e-5, atol=0)
+    for run in ("loose", "clip"):  # the log shows the norm before clipping
+        logged = float(_column(tmp_path / run / "log.csv", "grad_norm")[0])
+        assert logged == pytest.approx(float(norm), rel=1e-6)
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):

@@ -6,7 +6,9 @@ so a short run's EMA is not stuck near the random init (as in diffusers' `EMAMod
 
 from __future__ import annotations
 
+import contextlib
 import copy
+from collections.abc import Iterator
 
 import torch
 from torch import nn
@@ -39,3 +41,14 @@ class EMA:
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         self.model.load_state_dict(state)
+
+    @contextlib.contextmanager
+    def swapped_into(self, module: nn.Module) -> Iterator[nn.Module]:
+        """For the duration, `module` (the live network this averages) holds the averaged
+        weights; its own come back bit for bit after. Nothing outside `module` is copied."""
+        own = {k: v.clone() for k, v in module.state_dict().items()}
+        module.load_state_dict(self.model.state_dict())
+        try:
+            yield module
+        finally:
+            module.load_state_dict(own)

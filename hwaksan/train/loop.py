@@ -3,23 +3,23 @@
 It reads top to bottom like nanoGPT's and DiT's `train.py`: AdamW with linear warm-up (then
 constant or cosine), gradient accumulation, bf16 autocast, gradient clipping, EMA, atomic
 checkpoints with exact resume, a CSV log, sample grids. A recipe says what the loss is; the loop
-does the rest. Helpers beside it: `ema.py`, `checkpoint.py`, `sampler.py`, `log.py`, `runtime.py`.
+does the rest, on `recipe.trainable` (the whole model, or a part of it such as LoRA layers).
+Helpers beside it: `loop_state.py` (the run's state, saved and resumed as one object), `ema.py`,
+`checkpoint.py`, `sampler.py`, `log.py`, `runtime.py`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
-import random
 import signal
 import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import Dataset
@@ -30,6 +30,14 @@ from hwaksan.images import save_grid
 from hwaksan.train import checkpoint as ckpt
 from hwaksan.train.ema import EMA
 from hwaksan.train.log import CSVLog, plot_loss
+from hwaksan.train.loop_state import (
+    LoopState,
+    ema_model,
+    ema_weights,
+    resume,
+    save,
+    seed_everything,
+)
 from hwaksan.train.runtime import Runtime
 from hwaksan.train.sampler import ShardedEpochSampler, collate
 
@@ -65,26 +73,54 @@ class TrainConfig:
 class Recipe(ABC):
     """What a training method tells the loop. Subclass it and override `loss`.
 
-    `model` is the network the optimizer trains (EMA tracks it; DDP wraps it); `loss` receives the
-    (possibly wrapped) model. `extra_step` is the hook for a second optimizer (e.g. a GAN
-    discriminator), run after each main optimizer step.
+    `model` is the network the recipe runs (DDP wraps it); `loss` receives the (possibly wrapped)
+    model. `trainable` is what the loop trains: the optimizer, gradient clipping, EMA and
+    checkpoints see only it. By default it is `model`. Set it to a module made of some of
+    `model`'s layers, holding only what trains (LoRA's low-rank layers, not the layers they wrap;
+    a textual-inversion embedding), and the loop freezes the rest of `model`, never changes it,
+    and neither copies nor saves it: a resumed run rebuilds it from the recipe. The EMA then
+    averages the part alone; progress grids swap its averages into the live model and back, and
+    `TrainResult.ema_model` is one copy of the model, made at the end.
+
+    Two hooks run after each optimizer step and EMA update, once per step however many
+    micro-batches: `extra_step` trains a second net on the step's batch with its own optimizer (a
+    GAN discriminator; its state goes through `extra_state`), then `after_step` updates what
+    follows from the new weights (a consistency model's target network). Two hooks, because the
+    first is a training step of its own (batch in, logs out) and the second only reads the model.
     """
 
     model: nn.Module
+
+    @property
+    def trainable(self) -> nn.Module:
+        """The part of `model` the optimizer trains (default: all of it)."""
+        part = getattr(self, "_trainable", None)
+        return self.model if part is None else part
+
+    @trainable.setter
+    def trainable(self, part: nn.Module) -> None:
+        self._trainable = part
 
     @abstractmethod
     def loss(self, model: nn.Module, batch, step: int) -> tuple[torch.Tensor, dict[str, float]]:
         """(scalar loss to minimize, numbers to log) for one batch."""
 
     def parameters(self) -> Iterable[nn.Parameter]:
-        return self.model.parameters()
+        """The parameters the optimizer steps: those of `trainable`."""
+        return self.trainable.parameters()
 
     def sample_images(self, model: nn.Module, step: int) -> torch.Tensor | None:
-        """Images in [-1, 1] for the progress grid, from `model` (the EMA model if there is one)."""
+        """Images in [-1, 1] for the progress grid, from `model` (its EMA weights if there are)."""
         return None
 
     def extra_step(self, batch, step: int) -> dict[str, float]:
+        """A second optimizer's step on this step's (last micro-)batch; numbers to log."""
         return {}
+
+    def after_step(self, model: nn.Module, step: int) -> None:
+        """Called with the unwrapped model after optimizer step `step` (0-based), the EMA update
+        and `extra_step`; state it keeps belongs in `extra_state` for an exact resume."""
+        return None
 
     def extra_state(self) -> tuple[dict[str, dict[str, torch.Tensor]], dict]:
         """(tensor groups, JSON) of what `extra_step` trains (a second net and its optimizer),
@@ -102,6 +138,9 @@ class Recipe(ABC):
 
 @dataclass
 class TrainResult:
+    """What a run leaves. `ema_model` is the EMA copy of the model; when only a part was trained,
+    a copy of the model made once at the end, with the part's averaged weights in it."""
+
     step: int
     model: nn.Module  # unwrapped
     ema_model: nn.Module | None
@@ -128,65 +167,82 @@ def lr_at(step: int, config: TrainConfig) -> float:
 
 
 def train(recipe: Recipe, dataset: Dataset, config: TrainConfig) -> TrainResult:
-    """Train `recipe.model` on `dataset` for `config.steps` optimizer steps (module docstring)."""
+    """Train `recipe.trainable` (by default all of `recipe.model`) on `dataset` for
+    `config.steps` optimizer steps (module docstring)."""
     _check(config, dataset)
-    rt = Runtime()
-    out, ckpt_root = Path(config.out_dir), Path(config.out_dir) / "checkpoints"
-    if rt.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-    _seed_everything(config.seed + rt.rank)
-
-    # Model, optimizer, EMA, data order; then pick up where a saved run stopped.
-    model = recipe.model.to(rt.device)
-    if config.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.AdamW(
-        recipe.parameters(), lr=config.lr, betas=config.adam_betas, weight_decay=config.weight_decay
-    )
-    model, optimizer = rt.prepare(model, optimizer)
-    raw_model = rt.unwrap(model)
-    ema = EMA(raw_model, config.ema_decay) if config.ema_decay else None
-    sampler = ShardedEpochSampler(len(dataset), config.seed, rt.rank, rt.world_size)
-    step = 0
+    s = _setup(recipe, dataset, config)
     if config.resume:
-        step = _resume(ckpt_root, recipe, raw_model, ema, optimizer, sampler, rt, config.seed)
-    log = CSVLog(out / "log.csv", step if config.resume else None) if rt.is_main else None
-
-    def save() -> Path | None:
-        return _save(ckpt_root, step, recipe, raw_model, ema, optimizer, sampler, config, rt)
+        resume(s)
+    log = CSVLog(s.out / "log.csv", s.step if config.resume else None) if s.rt.is_main else None
 
     # The loop: one optimizer step per iteration; Ctrl-C is honoured between steps.
-    bar = tqdm(total=config.steps, initial=step, desc="train", unit="step", dynamic_ncols=True,
-               disable=not (config.progress and rt.is_main))  # fmt: skip
-    speed = _Throughput(config.batch_size * config.grad_accum * rt.world_size)
+    bar = tqdm(total=config.steps, initial=s.step, desc="train", unit="step", dynamic_ncols=True,
+               disable=not (config.progress and s.rt.is_main))  # fmt: skip
+    speed = _Throughput(config.batch_size * config.grad_accum * s.rt.world_size)
     deadline = time.monotonic() + 60 * config.max_minutes if config.max_minutes else math.inf
-    model.train()
+    s.model.train()
     with bar, _deferred_interrupt() as interrupted:
-        while step < config.steps:
-            logs = _train_step(recipe, model, optimizer, ema, dataset, sampler, step, config, rt)
-            step += 1
-            last = step == config.steps or _agree(time.monotonic() > deadline, rt)
+        while s.step < config.steps:
+            logs = _train_step(s)
+            s.step += 1
+            last = s.step == config.steps or _agree(time.monotonic() > deadline, s.rt)
             logs["images_per_s"] = speed.tick()
             bar.update(1)
             bar.set_postfix(loss=f"{logs['loss']:.4f}", img_s=f"{logs['images_per_s']:.0f}")
-            if log is not None and (step % config.log_every == 0 or last):
-                log.write({"step": step, **logs})
+            if log is not None and (s.step % config.log_every == 0 or last):
+                log.write({"step": s.step, **logs})
             stop = interrupted()
-            if step % config.checkpoint_every == 0 or last or stop:
-                path = save()
+            if s.step % config.checkpoint_every == 0 or last or stop:
+                path = save(s)
             if stop:
-                bar.write(f"interrupted at step {step}: saved {path}; continue with --resume")
-                rt.end()
+                bar.write(f"interrupted at step {s.step}: saved {path}; continue with --resume")
+                s.rt.end()
                 raise KeyboardInterrupt
             if last:
                 break
-            if config.sample_every and step % config.sample_every == 0:
-                _sample_grid(recipe, raw_model, ema, out, step, rt)
-    _sample_grid(recipe, raw_model, ema, out, step, rt)
+            if config.sample_every and s.step % config.sample_every == 0:
+                _sample_grid(s)
+    _sample_grid(s)
+    if s.rt.is_main:
+        plot_loss(s.out / "log.csv", s.out / "loss.png")
+    s.rt.end()
+    return TrainResult(s.step, s.raw_model, ema_model(s), s.out, s.rt.is_main)
+
+
+def _setup(recipe: Recipe, dataset: Dataset, config: TrainConfig) -> LoopState:
+    """Seed; model on the device (the rest frozen when a part trains), optimizer, DDP, EMA."""
+    rt = Runtime()
     if rt.is_main:
-        plot_loss(out / "log.csv", out / "loss.png")
-    rt.end()
-    return TrainResult(step, raw_model, ema.model if ema is not None else None, out, rt.is_main)
+        Path(config.out_dir).mkdir(parents=True, exist_ok=True)
+    seed_everything(config.seed + rt.rank)
+    model = recipe.model.to(rt.device)
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    trainable = recipe.trainable
+    if trainable is not model:
+        _freeze_all_but(model, trainable)
+    optimizer = torch.optim.AdamW(
+        trainable.parameters(), lr=config.lr, betas=config.adam_betas,
+        weight_decay=config.weight_decay,
+    )  # fmt: skip
+    model, optimizer = rt.prepare(model, optimizer)
+    ema = EMA(trainable, config.ema_decay) if config.ema_decay else None
+    sampler = ShardedEpochSampler(len(dataset), config.seed, rt.rank, rt.world_size)
+    return LoopState(
+        recipe, dataset, config, rt, model, rt.unwrap(model), trainable, optimizer, ema, sampler
+    )
+
+
+def _freeze_all_but(model: nn.Module, part: nn.Module) -> None:
+    """Stop gradients to every parameter of `model` outside `part` (which must lie inside it, so
+    that DDP, wrapping `model`, averages the part's gradients)."""
+    inside = {id(p) for p in model.parameters()}
+    if not all(id(p) in inside for p in part.parameters()):
+        raise HwaksanError("the recipe's trainable part must be made of the model's own layers")
+    own = {id(p) for p in part.parameters()}
+    for p in model.parameters():
+        if id(p) not in own:
+            p.requires_grad_(False)
 
 
 def _check(config: TrainConfig, dataset: Dataset) -> None:
@@ -198,28 +254,29 @@ def _check(config: TrainConfig, dataset: Dataset) -> None:
         raise HwaksanError("batch size and gradient accumulation must be at least 1")
 
 
-def _train_step(recipe, model, optimizer, ema, dataset, sampler, step, config, rt) -> dict:
-    """Set the lr, accumulate gradients, check the loss, clip, step, update the EMA."""
-    lr = lr_at(step, config)
-    for group in optimizer.param_groups:
+def _train_step(s: LoopState) -> dict:
+    """Set the lr, accumulate gradients, check the loss, clip, step, update the EMA, run the
+    recipe's hooks."""
+    lr = lr_at(s.step, s.config)
+    for group in s.optimizer.param_groups:
         group["lr"] = lr
-    loss, logs, batch = _accumulate(recipe, model, dataset, sampler, step, config, rt)
+    loss, logs, batch = _accumulate(s)
     if not math.isfinite(loss):
-        last = ckpt.read_latest_name(Path(config.out_dir) / "checkpoints") or "none saved yet"
+        last = ckpt.read_latest_name(s.ckpt_root) or "none saved yet"
         raise HwaksanError(
-            f"the loss became {loss} at step {step}; stopped with the last good checkpoint "
+            f"the loss became {loss} at step {s.step}; stopped with the last good checkpoint "
             f"({last}) kept - try a lower --lr, gradient clipping, or fp32 instead of --bf16"
         )
-    raw_model = rt.unwrap(model)
-    if config.grad_clip:
+    if s.config.grad_clip:
         logs["grad_norm"] = float(
-            torch.nn.utils.clip_grad_norm_(raw_model.parameters(), config.grad_clip)
+            torch.nn.utils.clip_grad_norm_(s.trainable.parameters(), s.config.grad_clip)
         )
-    optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
-    if ema is not None:
-        ema.update(raw_model, step)
-    logs.update(recipe.extra_step(batch, step))
+    s.optimizer.step()
+    s.optimizer.zero_grad(set_to_none=True)
+    if s.ema is not None:
+        s.ema.update(s.trainable, s.step)
+    logs.update(s.recipe.extra_step(batch, s.step))
+    s.recipe.after_step(s.raw_model, s.step)
     return {"loss": loss, "lr": lr, **logs}
 
 
@@ -266,19 +323,21 @@ def _deferred_interrupt():
         signal.signal(signal.SIGINT, previous)
 
 
-def _accumulate(recipe, model, dataset, sampler, step, config, rt) -> tuple[float, dict, object]:
-    """Run grad_accum micro-batches (loss / grad_accum each); return the mean loss and logs."""
+def _accumulate(s: LoopState) -> tuple[float, dict, object]:
+    """Run grad_accum micro-batches (loss / grad_accum each); return the mean loss, the mean logs
+    and the last micro-batch."""
+    config, rt = s.config, s.rt
     total, logs, batch = 0.0, {}, None
     for micro in range(config.grad_accum):
         batch = _to_device(
-            collate([dataset[i] for i in sampler.next_indices(config.batch_size)]),
+            collate([s.dataset[i] for i in s.sampler.next_indices(config.batch_size)]),
             rt.device,
             config.channels_last,
         )
         last = micro == config.grad_accum - 1
-        with rt.no_sync(model, sync=last):
+        with rt.no_sync(s.model, sync=last):
             with torch.autocast(rt.device.type, dtype=torch.bfloat16, enabled=config.bf16):
-                loss, micro_logs = recipe.loss(model, batch, step)
+                loss, micro_logs = s.recipe.loss(s.model, batch, s.step)
             if not torch.isfinite(loss):
                 return float(loss.detach()), logs, batch
             rt.backward(loss / config.grad_accum)
@@ -302,80 +361,16 @@ def _to_device(batch, device: torch.device, channels_last: bool):
     return tuple(move(v) for v in batch)
 
 
-def _seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def _sample_grid(recipe, raw_model, ema, out: Path, step: int, rt: Runtime) -> None:
-    """Save a grid of the recipe's samples without touching the training RNG streams."""
-    if not rt.is_main:
+def _sample_grid(s: LoopState) -> None:
+    """Save a grid of the recipe's samples (EMA weights if any) without touching the training RNG
+    streams."""
+    if not s.rt.is_main:
         return
-    model = ema.model if ema is not None else raw_model
-    was_training = model.training
-    model.eval()
-    with torch.random.fork_rng(devices=[rt.device] if rt.device.type == "cuda" else []):
-        images = recipe.sample_images(model, step)
-    model.train(was_training)
+    with ema_weights(s) as model:
+        was_training = model.training
+        model.eval()
+        with torch.random.fork_rng(devices=[s.rt.device] if s.rt.device.type == "cuda" else []):
+            images = s.recipe.sample_images(model, s.step)
+        model.train(was_training)
     if images is not None:
-        save_grid(images, out / "samples" / f"step_{step:08d}.png")
-
-
-def _save(root, step, recipe, raw_model, ema, optimizer, sampler, config, rt) -> Path | None:
-    """Write a checkpoint from the main process (others wait so no rank runs ahead)."""
-    rt.barrier()
-    path = None
-    if rt.is_main:
-        opt_tensors, opt_meta = ckpt.optimizer_to_tensors(optimizer.state_dict())
-        rng_tensors, rng_meta = ckpt.rng_state()
-        tensors = {"model": raw_model.state_dict(), "optimizer": opt_tensors, "rng": rng_tensors}
-        if ema is not None:
-            tensors["ema"] = ema.state_dict()
-        extra_tensors, extra_meta = recipe.extra_state()
-        tensors.update({f"extra_{name}": group for name, group in extra_tensors.items()})
-        state = {
-            "recipe": recipe.describe(),
-            "optimizer": opt_meta,
-            "rng": rng_meta,
-            "data": sampler.state_dict(),
-            "world_size": rt.world_size,
-            "extra": extra_meta,
-            "train_config": {k: v for k, v in asdict(config).items() if k != "resume"},
-        }
-        path = ckpt.save_checkpoint(root, step, tensors, state, config.keep_checkpoints)
-    rt.barrier()
-    return path
-
-
-def _resume(root, recipe, raw_model, ema, optimizer, sampler, rt, seed: int) -> int:
-    """Load the latest checkpoint into everything; return its step (0 if there is none)."""
-    found = ckpt.load_checkpoint(root)
-    if found is None:
-        return 0
-    if found.state.get("recipe", {}) != recipe.describe():
-        raise HwaksanError(
-            f"checkpoint {found.path} is from a different model or recipe than this run; "
-            "use another --out or the same settings"
-        )
-    try:
-        raw_model.load_state_dict(found.tensors["model"])
-        if ema is not None and "ema" in found.tensors:
-            ema.load_state_dict(found.tensors["ema"])
-        optimizer.load_state_dict(
-            ckpt.optimizer_from_tensors(
-                found.tensors.get("optimizer", {}), found.state["optimizer"]
-            )
-        )
-        extra = {k[len("extra_") :]: v for k, v in found.tensors.items() if k.startswith("extra_")}
-        recipe.load_extra_state(extra, found.state.get("extra", {}))
-    except (RuntimeError, KeyError, ValueError) as e:
-        raise HwaksanError(f"checkpoint {found.path} does not fit this model: {e}") from e
-    if found.state.get("world_size", 1) == rt.world_size:
-        sampler.load_state_dict(found.state["data"])
-    step = int(found.state["step"])
-    if rt.world_size == 1:
-        ckpt.set_rng_state(found.tensors["rng"], found.state["rng"])
-    else:  # RNG states are saved for rank 0 only; every rank restarts its streams from the step
-        _seed_everything(seed + rt.rank + 7919 * step)
-    return step
+        save_grid(images, s.out / "samples" / f"step_{s.step:08d}.png")
