@@ -14,6 +14,7 @@ from hwaksan.errors import HwaksanError
 from hwaksan.nets.classifier import (
     NoisyClassifier,
     NoisyClassifierConfig,
+    legacy_key_renames,
     load_classifier,
     save_classifier,
 )
@@ -143,3 +144,35 @@ def test_input_is_scaled_by_alpha_t_so_no_noise_level_without_signal_has_a_gradi
     scaled = grad_norm(999)
     net.input_scale.fill_(1.0)
     assert scaled < 1e-3 * grad_norm(999)
+
+
+def test_shipped_weights_saved_with_the_old_flat_keys_give_the_logits_they_gave():
+    """The shipped classifier's file predates the shared `UNetEncoder` (keys `blocks.N`); renamed
+    on load, its logits are those the code that wrote it computed (recorded at that commit)."""
+    from safetensors.torch import load_file
+
+    from hwaksan.registry import resolve
+
+    saved = load_file(str(resolve("digits_classifier_noisy") / "classifier.safetensors"))
+    assert any(k.startswith("blocks.") for k in saved)
+    net = load_classifier("digits_classifier_noisy")
+    x = torch.randn(2, 1, 16, 16, generator=torch.Generator().manual_seed(0))
+    ref = torch.tensor([[-1.852568, -4.155709, 0.701357, -0.642064],
+                        [-1.657086, -4.330547, -3.190602, -1.150254]])  # fmt: skip
+    torch.testing.assert_close(net(x, torch.tensor([0, 250.5]))[:, :4], ref, atol=1e-4, rtol=0)
+
+
+def test_old_keys_with_attention_and_two_layers_per_level_load_into_the_encoder():
+    net = NoisyClassifier(_config(attention_resolutions=(8, 4), layers_per_block=2)).eval()
+    torch.nn.init.normal_(net.head.weight)
+    inverse = {new: old for old, new in legacy_key_renames(net.encoder).items()}
+    old_keys = {}
+    for key, value in net.state_dict().items():
+        prefix = next((p for p in inverse if key.startswith(p)), "")
+        old_keys[inverse.get(prefix, "") + key[len(prefix) :]] = value
+    assert "blocks.1.attn.to_q.weight" in old_keys and "blocks.4.conv.weight" in old_keys
+    fresh = NoisyClassifier(_config(attention_resolutions=(8, 4), layers_per_block=2)).eval()
+    fresh.load_state_dict(old_keys)  # strict: every key found its new name
+    x, t = torch.randn(2, 1, 8, 8), torch.tensor([3, 300])
+    assert torch.equal(fresh(x, t), net(x, t))
+    assert fresh.encoder.mid is None  # the classifier's trunk has no middle block

@@ -4,10 +4,15 @@ softmax(Q K^T / sqrt(d)) V (Vaswani et al. 2017, eq. 1) through `F.scaled_dot_pr
 on the CPU, float32 self-attention runs on a compiled kernel (nets/kernels/attention.cpp, 2x SDPA
 here) and bf16 on three plain ops. `Attention` keeps `to_q`, `to_k`, `to_v`, `to_out` as
 `nn.Linear` layers (diffusers' names; the subclass `Linear` only routes float32 CPU products to
-oneDNN): LoRA, IP-Adapter and Perfusion attach to them by wrapping.
+oneDNN): LoRA and Perfusion attach to them by wrapping. What runs between the projections is the
+layer's `processor` (diffusers' attention-processor slot): `AttnProcessor` is the fast path above;
+a recorder, IP-Adapter's second key/value or key-locking is a processor built from `attn.qkv`,
+`attention` / `attention_probs` and `attn.merge_heads`, without copying the math.
 """
 
 from __future__ import annotations
+
+from typing import Protocol
 
 import torch
 import torch.nn as nn
@@ -20,6 +25,15 @@ from hwaksan.nets.resnet import zero_module
 from hwaksan.nets.tokens import from_tokens, to_tokens
 
 
+def attention_probs(q: torch.Tensor, k: torch.Tensor, mask=None) -> torch.Tensor:
+    """softmax(q k^T / sqrt(d)), (B, h, N, d) x (B, h, M, d) -> (B, h, N, M), with its graph;
+    mask (B, 1, 1, M) True = attend. The one place the attention probabilities are computed."""
+    scores = (q * q.shape[-1] ** -0.5) @ k.transpose(-1, -2)  # (B, h, N, M)
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    return scores.softmax(-1)  # (B, h, N, M)
+
+
 def attention(q, k, v, mask=None) -> torch.Tensor:
     """softmax(q k^T / sqrt(d)) v over (B, heads, N, d); mask (B, 1, 1, M) True = attend.
 
@@ -28,16 +42,52 @@ def attention(q, k, v, mask=None) -> torch.Tensor:
     """
     if q.device.type != "cpu" or q.dtype not in (torch.bfloat16, torch.float16):
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-    scores = (q * q.shape[-1] ** -0.5) @ k.transpose(-1, -2)  # (B, h, N, M)
-    if mask is not None:
-        scores = scores.masked_fill(~mask, float("-inf"))
-    return scores.softmax(-1) @ v  # (B, h, N, d)
+    return attention_probs(q, k, mask) @ v  # (B, h, N, d)
+
+
+def attention_mask(context_mask: torch.Tensor | None) -> torch.Tensor | None:
+    """A (B, M) context mask, True = attend, as the (B, 1, 1, M) bool mask `attention` takes."""
+    return None if context_mask is None else context_mask.bool()[:, None, None, :]
+
+
+class AttentionProcessor(Protocol):
+    """What an `Attention` runs: (attn, x, context, context_mask, **kwargs) -> (B, N, query_dim).
+
+    `kwarg_names` lists the per-call keyword arguments it reads (`cross_attention_kwargs`); every
+    processor receives all of them and ignores the rest, since they reach every attention layer.
+    """
+
+    kwarg_names: tuple[str, ...]
+
+    def __call__(self, attn, x, context=None, context_mask=None, **kwargs) -> torch.Tensor: ...
+
+
+class AttnProcessor:
+    """The default processor (diffusers' `AttnProcessor2_0`): self-attention with plain projections
+    takes one fused q/k/v product and, on the CPU in float32, the compiled kernel; everything else
+    the three projections and `attention`. Per-call keyword arguments are ignored."""
+
+    kwarg_names: tuple[str, ...] = ()
+
+    def __call__(self, attn, x, context=None, context_mask=None, **kwargs) -> torch.Tensor:
+        """x (B, N, query_dim), context (B, M, context_dim) or None -> (B, N, query_dim)."""
+        if context is None and attn._plain_projections():
+            qkv = attn._fused_qkv(x)  # (B, N, 3, h, d)
+            if context_mask is None and _kernel_takes(qkv):
+                out = _SelfAttention.apply(qkv)  # (B, N, h, d)
+                return attn.to_out(out.flatten(2))  # (B, N, query_dim)
+            q, k, v = (t.transpose(1, 2) for t in qkv.unbind(2))  # (B, h, N, d) each
+        else:
+            q, k, v = attn.qkv(x, context)  # (B, h, N, d), (B, h, M, d) x 2
+        out = attention(q, k, v, attention_mask(context_mask))  # (B, h, N, d)
+        return attn.to_out(attn.merge_heads(out))  # (B, N, query_dim)
 
 
 class Attention(nn.Module):
     """Multi-head attention of `query_dim` tokens to themselves, or to a context (cross-attention).
 
     `context_mask` (B, M) is True for context tokens to attend to; masked-out tokens have no effect.
+    `processor` computes it from the projections; keyword arguments of a call go to it.
     """
 
     def __init__(
@@ -56,28 +106,39 @@ class Attention(nn.Module):
         self.to_k = Linear(context_dim, inner, bias=bias)
         self.to_v = Linear(context_dim, inner, bias=bias)
         self.to_out = Linear(inner, query_dim)
+        self.processor: AttentionProcessor = AttnProcessor()
+
+    def set_processor(self, processor: AttentionProcessor) -> None:
+        """Run `processor` in place of the current one (diffusers' name); a processor that is an
+        `nn.Module` (IP-Adapter's projections) becomes a submodule, saved with the weights."""
+        self._modules.pop("processor", None)
+        self.processor = processor
 
     def forward(
         self,
         x: torch.Tensor,
         context: torch.Tensor | None = None,
         context_mask: torch.Tensor | None = None,
+        **cross_attention_kwargs,
     ) -> torch.Tensor:
         """x (B, N, query_dim), context (B, M, context_dim) or None -> (B, N, query_dim)."""
-        if context is None and self._plain_projections():
-            qkv = self._fused_qkv(x)  # (B, N, 3, h, d)
-            if context_mask is None and _kernel_takes(qkv):
-                out = _SelfAttention.apply(qkv)  # (B, N, h, d)
-                return self.to_out(out.flatten(2))  # (B, N, query_dim)
-            q, k, v = (t.transpose(1, 2) for t in qkv.unbind(2))  # (B, h, N, d) each
-        else:
-            context = x if context is None else context
-            q = self.to_q(x).unflatten(-1, (self.heads, -1)).transpose(1, 2)  # (B, h, N, d)
-            k = self.to_k(context).unflatten(-1, (self.heads, -1)).transpose(1, 2)  # (B, h, M, d)
-            v = self.to_v(context).unflatten(-1, (self.heads, -1)).transpose(1, 2)  # (B, h, M, d)
-        mask = None if context_mask is None else context_mask.bool()[:, None, None, :]  # (B,1,1,M)
-        out = attention(q, k, v, mask)  # (B, h, N, d)
-        return self.to_out(out.transpose(1, 2).flatten(2))  # (B, N, query_dim)
+        return self.processor(self, x, context, context_mask, **cross_attention_kwargs)
+
+    def split_heads(self, t: torch.Tensor) -> torch.Tensor:
+        """(B, N, heads * d) -> (B, heads, N, d)."""
+        return t.unflatten(-1, (self.heads, -1)).transpose(1, 2)
+
+    def merge_heads(self, t: torch.Tensor) -> torch.Tensor:
+        """(B, heads, N, d) -> (B, N, heads * d), what `to_out` reads."""
+        return t.transpose(1, 2).flatten(2)
+
+    def qkv(self, x: torch.Tensor, context: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+        """q (B, h, N, d), k and v (B, h, M, d) through to_q, to_k, to_v (context None: x)."""
+        context = x if context is None else context
+        q = self.split_heads(self.to_q(x))  # (B, h, N, d)
+        k = self.split_heads(self.to_k(context))  # (B, h, M, d)
+        v = self.split_heads(self.to_v(context))  # (B, h, M, d)
+        return q, k, v
 
     def _plain_projections(self) -> bool:
         """True while to_q, to_k, to_v are this file's own `Linear`s with no hooks: nothing (LoRA,
@@ -138,7 +199,9 @@ class AttentionBlock(nn.Module):
         self.attn = Attention(channels, heads=num_heads, dim_head=channels // num_heads)
         zero_module(self.attn.to_out)
 
-    def forward(self, x: torch.Tensor, context=None, context_mask=None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, context=None, context_mask=None, cross_attention_kwargs=None
+    ) -> torch.Tensor:
         """x (B, C, H, W) -> (B, C, H, W); context is ignored (no cross-attention here)."""
-        h = self.attn(to_tokens(self.norm(x)))  # (B, HW, C)
+        h = self.attn(to_tokens(self.norm(x)), **(cross_attention_kwargs or {}))  # (B, HW, C)
         return x + from_tokens(h, x.shape[2], x.shape[3])  # (B, C, H, W)

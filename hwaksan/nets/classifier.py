@@ -2,9 +2,9 @@
 
 Guided Diffusion's classifier (Dhariwal & Nichol 2021, sec. 4 and appendix: "the downsampling
 trunk of the UNet model with an attention pool at the 8x8 layer"), built from the U-Net's own
-parts: time embedding, ResBlocks that hear t, self-attention, strided-conv downsampling. Here the
-head is GroupNorm-SiLU-global-average-pool-linear. Its gradient steers sampling
-(`hwaksan.sampling.classifier_guidance`).
+parts: its `UNetEncoder` without a middle block (time embedding, ResBlocks that hear t,
+self-attention, strided-conv downsampling). Here the head is GroupNorm-SiLU-global-average-pool-
+linear. Its gradient steers sampling (`hwaksan.sampling.classifier_guidance`).
 
 The input is x_t times `input_scale[t]`, set to alpha_t = sqrt(alphas_cumprod[t]) by the recipe:
 x_t holds alpha_t x0 and nothing else about y, so the gradient of a true log p(y | x_t) shrinks
@@ -23,11 +23,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from hwaksan.errors import HwaksanError
-from hwaksan.nets.attention import AttentionBlock
 from hwaksan.nets.config import JSONConfig
-from hwaksan.nets.embeddings import TimestepEmbedding
 from hwaksan.nets.norm import GroupNorm
-from hwaksan.nets.resnet import Downsample, ResBlock
+from hwaksan.nets.unet_config import UNetConfig
+from hwaksan.nets.unet_encoder import UNetEncoder, _Layer
 
 
 @dataclass
@@ -74,26 +73,13 @@ class NoisyClassifier(nn.Module):
         super().__init__()
         config.validate()
         self.config = cfg = config
-        c0, embed_dim = cfg.channels[0], 4 * cfg.channels[0]
-        self.time_embedding = TimestepEmbedding(c0, embed_dim)
-        self.conv_in = nn.Conv2d(cfg.in_channels, c0, 3, padding=1)
-        self.blocks = nn.ModuleList()  # ResBlocks that hear t, attention, downsampling
-        c, res = c0, cfg.resolution
-        for level, width in enumerate(cfg.channels):
-            for _ in range(cfg.layers_per_block):
-                self.blocks.append(
-                    ResBlock(c, width, embed_dim, cfg.dropout, cfg.norm_groups)
-                )  # fmt: skip
-                c = width
-                if res in cfg.attention_resolutions:
-                    self.blocks.append(AttentionBlock(c, cfg.num_heads, cfg.norm_groups))
-            if level < len(cfg.channels) - 1:
-                self.blocks.append(Downsample(c))
-                res //= 2
+        self.encoder = UNetEncoder(encoder_config(cfg), mid=False)  # ResBlocks hear t; no middle
+        c = cfg.channels[-1]
         self.norm_out = GroupNorm(cfg.norm_groups, c)
         self.head = nn.Linear(c, cfg.num_classes)
         T = (cfg.schedule or {}).get("num_train_timesteps", 1000)
         self.register_buffer("input_scale", torch.ones(T))  # alpha_t; saved with the weights
+        self.register_load_state_dict_pre_hook(_rename_legacy_keys)
 
     def scaled_input(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """x * input_scale[t], read linearly between entries for fractional t (Euler/Heun)."""
@@ -106,12 +92,48 @@ class NoisyClassifier(nn.Module):
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """x (B, C, H, W), t (B,) long or float -> logits (B, num_classes)."""
         t = t.reshape(-1).expand(x.shape[0])  # (B,)
-        emb = F.silu(self.time_embedding(t))  # (B, E)
-        h = self.conv_in(self.scaled_input(x, t))  # (B, C0, H, W)
-        for block in self.blocks:
-            h = block(h, emb) if isinstance(block, ResBlock) else block(h)  # (B, C, h, w)
+        h = self.encoder(self.scaled_input(x, t), t).h  # (B, C_last, H/2^(L-1), W/2^(L-1))
         h = F.silu(self.norm_out(h)).mean(dim=(2, 3))  # (B, C_last): global average pool
         return self.head(h)  # (B, num_classes)
+
+
+def encoder_config(cfg: NoisyClassifierConfig) -> UNetConfig:
+    """The U-Net shape whose encoder is this classifier's trunk: no classes, no context, and the
+    ResBlocks' scale-shift conditioning (ADM's classifier uses it too)."""
+    return UNetConfig(
+        in_channels=cfg.in_channels, resolution=cfg.resolution, channels=cfg.channels,
+        layers_per_block=cfg.layers_per_block, attention_resolutions=cfg.attention_resolutions,
+        num_heads=cfg.num_heads, dropout=cfg.dropout, norm_groups=cfg.norm_groups,
+        use_scale_shift_norm=True,
+    )  # fmt: skip
+
+
+def legacy_key_renames(encoder: UNetEncoder) -> dict[str, str]:
+    """Old state-dict prefix -> new: the old flat `blocks` list held each down layer's ResBlock
+    and its attention as two entries, and each Downsample as one."""
+    renames = {"time_embedding.": "encoder.time_embedding.", "conv_in.": "encoder.conv_in."}
+    i = 0
+    for j, layer in enumerate(encoder.down):
+        if not isinstance(layer, _Layer):
+            renames[f"blocks.{i}."], i = f"encoder.down.{j}.", i + 1
+            continue
+        renames[f"blocks.{i}."], i = f"encoder.down.{j}.res.", i + 1
+        if layer.attn is not None:
+            renames[f"blocks.{i}."], i = f"encoder.down.{j}.attn.", i + 1
+    return renames
+
+
+def _rename_legacy_keys(classifier: NoisyClassifier, state_dict: dict, prefix: str, *_) -> None:
+    """Weights saved before the classifier shared `UNetEncoder` (`blocks.N`, `conv_in`,
+    `time_embedding` at the top) load under the encoder's names (a load_state_dict pre-hook)."""
+    if not any(k.startswith(prefix + "blocks.") for k in state_dict):
+        return
+    renames = legacy_key_renames(classifier.encoder)
+    for key in [k for k in state_dict if k.startswith(prefix)]:
+        name = key[len(prefix) :]
+        old = next((old for old in renames if name.startswith(old)), None)
+        if old is not None:
+            state_dict[prefix + renames[old] + name[len(old) :]] = state_dict.pop(key)
 
 
 # --- the folder format: config.json + classifier.safetensors ------------------------------------

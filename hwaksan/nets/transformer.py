@@ -41,11 +41,13 @@ class TransformerBlock(nn.Module):
         self.norm3 = nn.LayerNorm(dim)
         self.ff = nn.Sequential(GEGLU(dim, dim * mult), Linear(dim * mult, dim))
 
-    def forward(self, x, context=None, context_mask=None) -> torch.Tensor:
-        """x (B, N, dim), context (B, M, context_dim) or None -> (B, N, dim)."""
-        x = x + self.attn1(self.norm1(x))  # (B, N, dim)
+    def forward(self, x, context=None, context_mask=None, cross_attention_kwargs=None):
+        """x (B, N, dim), context (B, M, context_dim) or None -> (B, N, dim); the keyword
+        arguments go to both attentions' processors (diffusers' BasicTransformerBlock)."""
+        kwargs = cross_attention_kwargs or {}
+        x = x + self.attn1(self.norm1(x), **kwargs)  # (B, N, dim)
         if context is not None:
-            x = x + self.attn2(self.norm2(x), context, context_mask)  # (B, N, dim)
+            x = x + self.attn2(self.norm2(x), context, context_mask, **kwargs)  # (B, N, dim)
         return x + self.ff(self.norm3(x))  # (B, N, dim)
 
 
@@ -63,10 +65,10 @@ class SpatialTransformer(nn.Module):
         )
         self.proj_out = zero_module(Linear(channels, channels))
 
-    def forward(self, x, context=None, context_mask=None) -> torch.Tensor:
+    def forward(self, x, context=None, context_mask=None, cross_attention_kwargs=None):
         """x (B, C, H, W), context (B, M, context_dim) -> (B, C, H, W)."""
         h = self.proj_in(to_tokens(self.norm(x)))  # (B, HW, C)
         for block in self.blocks:
-            h = block(h, context, context_mask)  # (B, HW, C)
+            h = block(h, context, context_mask, cross_attention_kwargs)  # (B, HW, C)
         h = self.proj_out(h)  # (B, HW, C)
         return x + from_tokens(h, x.shape[2], x.shape[3])  # (B, C, H, W)
