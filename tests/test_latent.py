@@ -64,6 +64,18 @@ def test_latent_data_caches_scaled_latents_of_every_image(cls):
     assert latent.data.dataset[5]["class_id"] == data.dataset[5]["class_id"]
 
 
+def test_latent_space_encodes_and_decodes_through_the_scale():
+    ae = _autoencoder()
+    data = shapes_data(16, length=8)
+    latent = latent_data(ae, data, progress=False)
+    space = latent.space  # the recipe's space for these latents
+    images = data.dataset.images
+    torch.testing.assert_close(space.encode(images), latent.data.dataset.images)
+    z = torch.randn(2, 4, 8, 8)
+    with torch.no_grad():
+        assert torch.equal(space.decode(z), ae.decode(z / latent.latent_scale))
+
+
 @pytest.mark.parametrize("cls", [AutoencoderKL, VQModel])
 def test_recipe_decodes_its_progress_grid_through_the_scale(cls):
     ae = _autoencoder(cls=cls)  # VQ quantizes the diffusion output before decoding

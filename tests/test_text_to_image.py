@@ -80,6 +80,50 @@ def test_prompt_dropout_replaces_captions_with_the_empty_prompt():
     assert len(cache) == 3  # two captions and "": each encoded once
 
 
+def test_prompt_dropout_draws_come_before_the_losss_t_and_noise():
+    """Bit-identical to the text recipe before composition: torch.rand for the dropped captions,
+    then the loss's t and noise; the model gets the cached encodings of what was kept."""
+    from hwaksan.diffusion.losses import diffusion_loss
+
+    torch.manual_seed(0)
+    unet, encoder, schedule = _unet(), WordEncoder(), NoiseSchedule.cosine(100)
+    _randomize_zero_outputs(unet)
+    prompts = TextPrompts(encoder, cond_drop_prob=0.5)
+    recipe = DiffusionRecipe(unet, schedule, (3, 8, 8), conditioner=prompts, snr_gamma=5.0)
+    captions = ["a red circle", "a blue square", "a green star", "two red circles"]
+    batch = {"image": torch.rand(4, 3, 8, 8) * 2 - 1, "caption": captions}
+    torch.manual_seed(1)
+    ours, _ = recipe.loss(unet, batch, step=0)
+    torch.manual_seed(1)
+    drop = torch.rand(4) < 0.5
+    kept = ["" if d else c for c, d in zip(captions, drop.tolist())]
+    cond = PromptCache(encoder)(kept)
+    expected = diffusion_loss(unet, batch["image"], schedule, prediction_type="v_prediction",
+                              snr_gamma=5.0, cond=cond)  # fmt: skip
+    assert drop.any() and not drop.all() and torch.equal(ours, expected)
+
+
+def test_a_text_encoder_is_trained_exactly_when_the_model_is_text_conditioned():
+    from hwaksan.nets.text.mini_clip import MiniCLIPTextConfig, MiniCLIPTextModel
+    from hwaksan.train.text import TextConditioned
+
+    encoder = MiniCLIPTextModel(MiniCLIPTextConfig(vocab=["red", "blue"], width=16, layers=1))
+    joint = TextConditioned(_unet(), encoder)
+    schedule = NoiseSchedule.cosine(10)
+    with pytest.raises(HwaksanError, match="exactly when"):
+        DiffusionRecipe(joint, schedule, (3, 8, 8), conditioner=TextPrompts(encoder))
+    with pytest.raises(HwaksanError, match="exactly when"):
+        DiffusionRecipe(_unet(), schedule, (3, 8, 8),
+                        conditioner=TextPrompts(encoder, train_text_encoder=True))  # fmt: skip
+    other = MiniCLIPTextModel(MiniCLIPTextConfig(vocab=["red", "blue"], width=16, layers=1))
+    with pytest.raises(HwaksanError, match="its own text encoder"):
+        DiffusionRecipe(joint, schedule, (3, 8, 8),
+                        conditioner=TextPrompts(other, train_text_encoder=True))  # fmt: skip
+    with pytest.raises(HwaksanError, match="not both"):
+        DiffusionRecipe(_unet(), schedule, (3, 8, 8), conditioner=TextPrompts(encoder),
+                        num_classes=3)  # fmt: skip
+
+
 class _ColorWords(Dataset):
     """8x8 images that are all red or all blue, captioned with their color."""
 
