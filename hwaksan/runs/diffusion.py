@@ -14,8 +14,8 @@ from torch import nn
 from hwaksan.diffusion.schedule import build_schedule
 from hwaksan.errors import HwaksanError
 from hwaksan.pipeline import Pipeline
-from hwaksan.train.data import TrainingData, training_data
 from hwaksan.train.conditioners import ClassLabels, Conditioner, Unconditional
+from hwaksan.train.data import TrainingData, training_data
 from hwaksan.train.diffusion import DiffusionRecipe
 from hwaksan.train.grounding import TokenGroundingLoss
 from hwaksan.train.latent import LatentData, latent_data
