@@ -14,8 +14,14 @@ from hwaksan.diffusion.schedule import NoiseSchedule
 from hwaksan.errors import HwaksanError
 from hwaksan.nets import build_unet
 from hwaksan.nets.text.mini_clip import MiniCLIPTextConfig, MiniCLIPTextModel
-from hwaksan.train.grounding import ObjectMasks, TokenGrounding, grounding_loss
-from hwaksan.train.text import TextDiffusionRecipe, shapes_text_data
+from hwaksan.train.diffusion import DiffusionRecipe
+from hwaksan.train.grounding import (
+    ObjectMasks,
+    TokenGrounding,
+    TokenGroundingLoss,
+    grounding_loss,
+)
+from hwaksan.train.text import TextPrompts, shapes_text_data
 
 
 def test_mention_phrases_are_the_words_that_name_each_object():
@@ -79,10 +85,10 @@ def test_recipe_adds_the_weighted_grounding_loss_and_it_reaches_the_cross_attent
                       attention_resolutions=(8,), context_dim=16)  # fmt: skip
     losses = {}
     for weight in (0.0, 0.5):
-        recipe = TextDiffusionRecipe(unet, NoiseSchedule.cosine(100), (3, 16, 16), encoder,
-                                     cond_drop_prob=0.0, num_samples=0,
-                                     object_masks=data.dataset.object_masks,
-                                     grounding_weight=weight)  # fmt: skip
+        terms = [TokenGroundingLoss(data.dataset.object_masks, encoder.tokenize, weight)]
+        recipe = DiffusionRecipe(unet, NoiseSchedule.cosine(100), (3, 16, 16),
+                                 conditioner=TextPrompts(encoder, cond_drop_prob=0.0),
+                                 terms=terms if weight else [], num_samples=0)  # fmt: skip
         torch.manual_seed(1)
         losses[weight] = recipe.loss(unet, batch, step=0)
     (plain, _), (grounded, logs) = losses[0.0], losses[0.5]
@@ -96,10 +102,7 @@ def test_recipe_adds_the_weighted_grounding_loss_and_it_reaches_the_cross_attent
 
 def test_grounding_needs_object_masks(tmp_path):
     with pytest.raises(HwaksanError, match="object masks"):
-        unet = build_unet("tiny", resolution=8, channels=(16, 32), norm_groups=8, num_heads=2,
-                          attention_resolutions=(4,), context_dim=16)  # fmt: skip
-        TextDiffusionRecipe(unet, NoiseSchedule.cosine(10), (3, 8, 8), _encoder(),
-                            grounding_weight=0.1)  # fmt: skip
+        TokenGroundingLoss(None, _encoder().tokenize, 0.1)
     (tmp_path / "data").mkdir()
     result = CliRunner().invoke(main, [
         "train", "--data", str(tmp_path / "data"), "--text-encoder", "mini_clip",

@@ -18,11 +18,9 @@ from hwaksan.nets.autoencoder import AutoencoderConfig, AutoencoderKL, VQModel, 
 from hwaksan.nets.autoencoder.base import check_latent_fit, latent_shape
 from hwaksan.pipeline import Pipeline
 from hwaksan.train.data import shapes_data
-from hwaksan.train.latent import (
-    LatentDiffusionRecipe,
-    latent_data,
-    measure_latent_scale,
-)
+from hwaksan.train.diffusion import DiffusionRecipe
+from hwaksan.train.latent import latent_data, measure_latent_scale
+from hwaksan.train.space import LatentSpace
 
 TOY = ["--preset", "tiny", "--steps", "2", "--batch-size", "8", "--sample-every", "0",
        "--warmup", "1", "--sample-steps", "2", "--num-samples", "4"]  # fmt: skip
@@ -66,13 +64,25 @@ def test_latent_data_caches_scaled_latents_of_every_image(cls):
     assert latent.data.dataset[5]["class_id"] == data.dataset[5]["class_id"]
 
 
+def test_latent_space_encodes_and_decodes_through_the_scale():
+    ae = _autoencoder()
+    data = shapes_data(16, length=8)
+    latent = latent_data(ae, data, progress=False)
+    space = latent.space  # the recipe's space for these latents
+    images = data.dataset.images
+    torch.testing.assert_close(space.encode(images), latent.data.dataset.images)
+    z = torch.randn(2, 4, 8, 8)
+    with torch.no_grad():
+        assert torch.equal(space.decode(z), ae.decode(z / latent.latent_scale))
+
+
 @pytest.mark.parametrize("cls", [AutoencoderKL, VQModel])
 def test_recipe_decodes_its_progress_grid_through_the_scale(cls):
     ae = _autoencoder(cls=cls)  # VQ quantizes the diffusion output before decoding
     unet = UNet(unet_tiny(in_channels=4, resolution=8, attention_resolutions=()))
     schedule = hk.NoiseSchedule.cosine(100)
-    recipe = LatentDiffusionRecipe(
-        unet, schedule, (4, 8, 8), autoencoder=ae, latent_scale=2.5, sample_steps=2, num_samples=3
+    recipe = DiffusionRecipe(
+        unet, schedule, (4, 8, 8), space=LatentSpace(ae, 2.5), sample_steps=2, num_samples=3
     )
     images = recipe.sample_images(unet, 0)
     assert images.shape == (3, 3, 16, 16) and images.abs().max() <= 1

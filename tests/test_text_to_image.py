@@ -12,8 +12,9 @@ from torch.utils.data import Dataset
 from hwaksan.diffusion.schedule import NoiseSchedule
 from hwaksan.errors import HwaksanError
 from hwaksan.nets import build_unet
+from hwaksan.train.diffusion import DiffusionRecipe
 from hwaksan.train.loop import TrainConfig, train
-from hwaksan.train.text import PromptCache, TextDiffusionRecipe, shapes_text_data
+from hwaksan.train.text import PromptCache, TextPrompts, shapes_text_data
 
 
 def _unet(context_dim: int = 16, resolution: int = 8) -> nn.Module:
@@ -63,19 +64,64 @@ class _Recorder(nn.Module):
 
 def test_prompt_dropout_replaces_captions_with_the_empty_prompt():
     model, encoder = _Recorder(), WordEncoder()
-    recipe = TextDiffusionRecipe(model, NoiseSchedule.cosine(100), (1, 2, 2), encoder,
-                                 cond_drop_prob=0.25)  # fmt: skip
+    prompts = TextPrompts(encoder, cond_drop_prob=0.25)
+    recipe = DiffusionRecipe(model, NoiseSchedule.cosine(100), (1, 2, 2), conditioner=prompts)
     n = 20_000
     captions = ["a red circle", "a blue square"] * (n // 2)
     torch.manual_seed(0)
     recipe.loss(model, {"image": torch.zeros(n, 1, 2, 2), "caption": captions}, step=0)
     seen = model.contexts[-1]  # (n, 4, 16)
-    empty, red = recipe.prompts([""])["context"][0], recipe.prompts(["a red circle"])["context"][0]
+    cache = prompts.prompts
+    empty, red = cache([""])["context"][0], cache(["a red circle"])["context"][0]
     dropped = (seen[:, 1:] == 0).all(-1).all(-1) & (seen[:, 0] == empty[0]).all(-1)
     assert abs(dropped.float().mean().item() - 0.25) < 0.015  # binomial sd 0.003
     kept = torch.arange(n)[~dropped]
     assert torch.equal(seen[kept[kept % 2 == 0][0]], red)  # the kept ones keep their caption
-    assert len(recipe.prompts) == 3  # two captions and "": each encoded once
+    assert len(cache) == 3  # two captions and "": each encoded once
+
+
+def test_prompt_dropout_draws_come_before_the_losss_t_and_noise():
+    """Bit-identical to the text recipe before composition: torch.rand for the dropped captions,
+    then the loss's t and noise; the model gets the cached encodings of what was kept."""
+    from hwaksan.diffusion.losses import diffusion_loss
+
+    torch.manual_seed(0)
+    unet, encoder, schedule = _unet(), WordEncoder(), NoiseSchedule.cosine(100)
+    _randomize_zero_outputs(unet)
+    prompts = TextPrompts(encoder, cond_drop_prob=0.5)
+    recipe = DiffusionRecipe(unet, schedule, (3, 8, 8), conditioner=prompts, snr_gamma=5.0)
+    captions = ["a red circle", "a blue square", "a green star", "two red circles"]
+    batch = {"image": torch.rand(4, 3, 8, 8) * 2 - 1, "caption": captions}
+    torch.manual_seed(1)
+    ours, _ = recipe.loss(unet, batch, step=0)
+    torch.manual_seed(1)
+    drop = torch.rand(4) < 0.5
+    kept = ["" if d else c for c, d in zip(captions, drop.tolist())]
+    cond = PromptCache(encoder)(kept)
+    expected = diffusion_loss(unet, batch["image"], schedule, prediction_type="v_prediction",
+                              snr_gamma=5.0, cond=cond)  # fmt: skip
+    assert drop.any() and not drop.all() and torch.equal(ours, expected)
+
+
+def test_a_text_encoder_is_trained_exactly_when_the_model_is_text_conditioned():
+    from hwaksan.nets.text.mini_clip import MiniCLIPTextConfig, MiniCLIPTextModel
+    from hwaksan.train.text import TextConditioned
+
+    encoder = MiniCLIPTextModel(MiniCLIPTextConfig(vocab=["red", "blue"], width=16, layers=1))
+    joint = TextConditioned(_unet(), encoder)
+    schedule = NoiseSchedule.cosine(10)
+    with pytest.raises(HwaksanError, match="exactly when"):
+        DiffusionRecipe(joint, schedule, (3, 8, 8), conditioner=TextPrompts(encoder))
+    with pytest.raises(HwaksanError, match="exactly when"):
+        DiffusionRecipe(_unet(), schedule, (3, 8, 8),
+                        conditioner=TextPrompts(encoder, train_text_encoder=True))  # fmt: skip
+    other = MiniCLIPTextModel(MiniCLIPTextConfig(vocab=["red", "blue"], width=16, layers=1))
+    with pytest.raises(HwaksanError, match="its own text encoder"):
+        DiffusionRecipe(joint, schedule, (3, 8, 8),
+                        conditioner=TextPrompts(other, train_text_encoder=True))  # fmt: skip
+    with pytest.raises(HwaksanError, match="not both"):
+        DiffusionRecipe(_unet(), schedule, (3, 8, 8), conditioner=TextPrompts(encoder),
+                        num_classes=3)  # fmt: skip
 
 
 class _ColorWords(Dataset):
@@ -97,10 +143,10 @@ def test_cross_attention_makes_the_picture_follow_the_prompt(tmp_path):
     """The only path from the caption to the U-Net is cross-attention: after a short training,
     "red" prompts give red images and "blue" prompts blue ones."""
     torch.manual_seed(0)
-    recipe = TextDiffusionRecipe(_unet(), NoiseSchedule.cosine(100), (3, 8, 8), WordEncoder(),
-                                 sample_prompts=["a red one", "a blue one"],
-                                 sample_guidance_scale=2.0, sample_steps=10,
-                                 num_samples=8)  # fmt: skip
+    prompts = TextPrompts(WordEncoder(), sample_prompts=["a red one", "a blue one"],
+                          sample_guidance_scale=2.0)  # fmt: skip
+    recipe = DiffusionRecipe(_unet(), NoiseSchedule.cosine(100), (3, 8, 8), conditioner=prompts,
+                             sample_steps=10, num_samples=8)  # fmt: skip
     config = TrainConfig(out_dir=str(tmp_path), steps=150, batch_size=16, lr=3e-3,
                          ema_decay=None, progress=False)  # fmt: skip
     result = train(recipe, _ColorWords(), config)

@@ -14,16 +14,16 @@ from torch import nn
 from hwaksan.diffusion.schedule import build_schedule
 from hwaksan.errors import HwaksanError
 from hwaksan.pipeline import Pipeline
+from hwaksan.train.conditioners import ClassLabels, Conditioner, Unconditional
 from hwaksan.train.data import TrainingData, training_data
 from hwaksan.train.diffusion import DiffusionRecipe
-from hwaksan.train.latent import LatentData, LatentDiffusionRecipe, latent_data
+from hwaksan.train.grounding import TokenGroundingLoss
+from hwaksan.train.latent import LatentData, latent_data
 from hwaksan.train.loop import TrainConfig, TrainResult, train
-from hwaksan.train.text import (
-    LatentTextDiffusionRecipe,
-    TextConditioned,
-    TextDiffusionRecipe,
-    text_training_data,
-)
+from hwaksan.train.space import PixelSpace
+from hwaksan.train.terms import LossTerm
+from hwaksan.train.text import TextConditioned, TextPrompts, text_training_data
+
 
 @dataclass
 class DiffusionRun:
@@ -62,11 +62,7 @@ def run_diffusion(
     from hwaksan.nets import build_unet
 
     text_encoder = _text_encoder(run)
-    if data is None and text_encoder is not None:
-        data = text_training_data(
-            run.data, run.resolution, run.scenes, object_masks=run.grounding_weight > 0
-        )
-    data = data or training_data(run.data, run.resolution)
+    data = data or _training_data(run, text_encoder is not None)
     latent = data if isinstance(data, LatentData) else _latent_data(run.autoencoder, data)
     space = latent.data if latent else data  # what the U-Net denoises: images or their latents
     if run.class_conditional and space.num_classes is None:
@@ -81,37 +77,28 @@ def run_diffusion(
         init_from(unet, run.init_from, text_encoder)
     model = TextConditioned(unet, text_encoder) if run.train_text_encoder else unet
     schedule = build_schedule(run.schedule, run.num_train_timesteps)
-    recipe_class, recipe_args = DiffusionRecipe, {}
-    if latent:
-        recipe_class = LatentDiffusionRecipe
-        recipe_args = dict(autoencoder=latent.autoencoder, latent_scale=latent.latent_scale)
-    if text_encoder is not None:
-        recipe_class = LatentTextDiffusionRecipe if latent else TextDiffusionRecipe
-        recipe_args.update(
-            text_encoder=text_encoder, captions=space.dataset.captions,
-            object_masks=getattr(space.dataset, "object_masks", None),
-            grounding_weight=run.grounding_weight,
-        )  # fmt: skip
-    recipe = recipe_class(
+    recipe = DiffusionRecipe(
         model, schedule, (space.channels, space.resolution, space.resolution),
-        prediction_type=run.prediction_type, snr_gamma=run.snr_gamma, learn_sigma=run.learn_sigma,
-        num_classes=num_classes, cond_drop_prob=run.cond_drop_prob, sampler=run.sampler,
+        space=latent.space if latent else PixelSpace(),
+        conditioner=_conditioner(run, space, text_encoder, num_classes),
+        terms=_terms(run, space, text_encoder), prediction_type=run.prediction_type,
+        snr_gamma=run.snr_gamma, learn_sigma=run.learn_sigma, sampler=run.sampler,
         sample_steps=run.sample_steps, timestep_spacing=run.timestep_spacing,
-        num_samples=run.num_samples, **recipe_args,
+        num_samples=run.num_samples,
     )  # fmt: skip
     result = train(recipe, space.dataset, run.train)
     trained, ema = result.model, result.ema_model
     if run.train_text_encoder:  # the folder keeps the (EMA) text encoder the U-Net learned with
         text_encoder = (ema or trained).text_encoder.eval()
         trained, ema = trained.unet, ema.unet if ema is not None else None
-    shapes = latent.pipeline_fields() if latent else dict(image_shape=recipe.image_shape)
     pipe = Pipeline(
         unet=trained, schedule=schedule, prediction_type=run.prediction_type,
         num_classes=num_classes, learn_sigma=run.learn_sigma,
         sampler=run.sampler, steps=run.sample_steps, timestep_spacing=run.timestep_spacing,
         class_names=space.class_names if num_classes else None,
         data={**space.info, "steps": result.step, "preset": run.preset},
-        text_encoder=text_encoder, **shapes,
+        text_encoder=text_encoder,
+        **(latent.pipeline_fields() if latent else dict(image_shape=recipe.image_shape)),
     )  # fmt: skip
     if result.is_main:
         pipe.save(Path(run.train.out_dir) / "model", unet_ema=ema)
@@ -119,6 +106,28 @@ def run_diffusion(
         pipe.unet = ema
     pipe.unet.eval()
     return pipe, result
+
+
+def _conditioner(
+    run: DiffusionRun, space: TrainingData, text_encoder, num_classes: int | None
+) -> Conditioner:
+    """What the model reads: prompts (with a text encoder), class labels, or nothing."""
+    if text_encoder is not None:
+        return TextPrompts(
+            text_encoder, train_text_encoder=run.train_text_encoder,
+            cond_drop_prob=run.cond_drop_prob, captions=space.dataset.captions,
+        )  # fmt: skip
+    if num_classes is not None:
+        return ClassLabels(num_classes, run.cond_drop_prob)
+    return Unconditional()
+
+
+def _terms(run: DiffusionRun, space: TrainingData, text_encoder) -> list[LossTerm]:
+    """The loss terms added to the denoising loss: the token grounding loss when weighted."""
+    if text_encoder is None or not run.grounding_weight:
+        return []
+    object_masks = getattr(space.dataset, "object_masks", None)
+    return [TokenGroundingLoss(object_masks, text_encoder.tokenize, run.grounding_weight)]
 
 
 def init_from(unet: nn.Module, source: str, text_encoder: nn.Module | None = None) -> list[str]:
@@ -165,6 +174,16 @@ def _text_encoder(run: DiffusionRun):
     from hwaksan.nets.text import load_text_encoder
 
     return load_text_encoder(run.text_encoder)
+
+
+def _training_data(run: DiffusionRun, captioned: bool) -> TrainingData:
+    """The run's images: captioned ones (with object masks for the grounding loss) for a text
+    model, plain or labelled ones otherwise."""
+    if captioned:
+        return text_training_data(
+            run.data, run.resolution, run.scenes, object_masks=run.grounding_weight > 0
+        )
+    return training_data(run.data, run.resolution)
 
 
 def _latent_data(autoencoder: str | None, data: TrainingData) -> LatentData | None:

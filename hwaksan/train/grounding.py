@@ -6,6 +6,7 @@ share of its cross-attention inside the object's mask, A_in / A_all, is pushed t
 loss with a small weight. The shapes world knows every object's mask and the caption parser which
 words name which object, so the supervision is exact. It is meant to make the U-Net bind colors to
 shapes and attend where it draws, which is also what layout guidance reads.
+`TokenGroundingLoss` adds it to the diffusion recipe as a loss term.
 """
 
 from __future__ import annotations
@@ -16,9 +17,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from hwaksan.errors import HwaksanError
+from hwaksan.guidance.attention_maps import CrossAttentionMaps
 from hwaksan.guidance.layout import phrase_positions
+from hwaksan.train.terms import LossTerm
 
 
 @dataclass
@@ -116,3 +120,32 @@ def grounding_loss(
         inside = inside_share(probs, hw, token_objects, masks)  # (B, M)
         total = total + ((1 - inside) ** 2)[valid].mean()
     return total / len(maps)
+
+
+class TokenGroundingLoss(LossTerm):
+    """The token grounding loss as a diffusion recipe's term: `weight` * L_token on the maps
+    `CrossAttentionMaps` records during the main forward; batches carry each caption's image
+    "index" (and the captions as the model saw them, dropped ones "")."""
+
+    def __init__(self, object_masks: ObjectMasks | None, tokenize: Callable, weight: float):
+        if object_masks is None:
+            raise HwaksanError("the token grounding loss needs object masks: use --data shapes")
+        from hwaksan.data.shapes.caption_parser import mention_phrases
+
+        self.grounding = TokenGrounding(object_masks, tokenize, mention_phrases)
+        self.weight = weight
+
+    def recording(self, model: nn.Module) -> CrossAttentionMaps:
+        return CrossAttentionMaps(model)
+
+    def __call__(
+        self, model: nn.Module, batch: dict, cond: dict, recorded: CrossAttentionMaps
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        length = recorded.maps[0][0].shape[-1]
+        token_objects, masks = self.grounding.targets(batch["caption"], batch["index"], length)
+        device = batch["image"].device
+        grounding = grounding_loss(recorded.maps, token_objects.to(device), masks.to(device))
+        return self.weight * grounding, {"grounding": grounding.detach().item()}
+
+    def describe(self) -> dict:
+        return {"grounding_weight": self.weight}

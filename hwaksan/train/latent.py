@@ -1,10 +1,11 @@
-"""Latent diffusion (Rombach et al. 2022): the diffusion recipe run on an autoencoder's latents.
+"""Latent diffusion's data (Rombach et al. 2022): a training set encoded by an autoencoder.
 
 Training images are encoded once (`autoencoder.encode_latents`: the posterior's mode for a KL
 autoencoder, the pre-quantization latent for a VQ one) and cached, then multiplied by
 `latent_scale` = 1 / std of the latents, measured from the data (LDM sec. 4.3.2; the role of
 Stable Diffusion's 0.18215), so the diffusion sees data of unit variance as its schedule assumes.
-Samples are decoded as `autoencoder.decode(z / latent_scale)`.
+The recipe trains on them in a `LatentSpace` (`train.space`), which decodes samples as
+`autoencoder.decode(z / latent_scale)`.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from tqdm.auto import tqdm
 from hwaksan.errors import HwaksanError
 from hwaksan.nets.autoencoder.base import latent_shape
 from hwaksan.train.data import CaptionedImages, TensorItems, TrainingData
-from hwaksan.train.diffusion import DiffusionRecipe
+from hwaksan.train.space import LatentSpace
 
 
 def load_frozen_autoencoder(name_or_path: str | Path | nn.Module) -> nn.Module:
@@ -74,6 +75,11 @@ class LatentData:
     def sample_shape(self) -> tuple[int, int, int]:
         return (self.data.channels, self.data.resolution, self.data.resolution)
 
+    @property
+    def space(self) -> LatentSpace:
+        """The diffusion recipe's space: these latents, decoded through the autoencoder."""
+        return LatentSpace(self.autoencoder, self.latent_scale)
+
 
 def latent_data(
     autoencoder: str | Path | nn.Module,
@@ -125,20 +131,3 @@ def _stack(dataset: Dataset) -> tuple[torch.Tensor, torch.Tensor, list[tuple[int
     if "caption" not in items[0]:
         return images, class_ids, None
     return images, class_ids, [(i, item["caption"]) for i, item in enumerate(items)]
-
-
-class LatentDiffusionRecipe(DiffusionRecipe):
-    """The diffusion recipe on (cached, scaled) latents: batches' "image" are latents of
-    `image_shape` (here the latent shape); progress grids are decoded to pixels."""
-
-    def __init__(self, *args, autoencoder: nn.Module, latent_scale: float, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.autoencoder, self.latent_scale = autoencoder, latent_scale
-
-    def decode(self, samples: torch.Tensor) -> torch.Tensor:
-        """x = D(z / latent_scale) (Rombach et al. 2022)."""
-        self.autoencoder.to(samples.device)
-        return self.autoencoder.decode(samples / self.latent_scale)
-
-    def describe(self) -> dict:
-        return {**super().describe(), "kind": "latent_diffusion", "latent_scale": self.latent_scale}

@@ -1,14 +1,14 @@
-"""Text-to-image training: captions -> cached prompt embeddings -> the diffusion recipe.
+"""Text-to-image training: captions -> cached prompt embeddings -> the diffusion recipe's
+conditioner (`TextPrompts`).
 
 The U-Net reads a caption through cross-attention (Rombach et al. 2022, sec. 3.3). The frozen
 text encoder runs once per distinct caption (`PromptCache`); each training caption is dropped to
-the empty prompt with probability `prompt_drop_prob`, so the same network is also unconditional
+the empty prompt with probability `cond_drop_prob`, so the same network is also unconditional
 and classifier-free guidance works (Ho & Salimans 2022).
 """
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -17,13 +17,10 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from hwaksan.components import model_config
-from hwaksan.diffusion.schedule import NoiseSchedule
 from hwaksan.errors import HwaksanError
-from hwaksan.guidance.attention_maps import CrossAttentionMaps
+from hwaksan.train.conditioners import Conditioner
 from hwaksan.train.data import CaptionedImages, TrainingData
-from hwaksan.train.diffusion import DiffusionRecipe
-from hwaksan.train.grounding import TokenGrounding, grounding_loss, shapes_object_masks
-from hwaksan.train.latent import LatentDiffusionRecipe
+from hwaksan.train.grounding import shapes_object_masks
 
 # Prompts of the progress grids: one per row of 4 samples (shapes-world words).
 SAMPLE_PROMPTS = (
@@ -124,38 +121,29 @@ class TextConditioned(nn.Module):
         )  # (B, C, H, W)
 
 
-class TextDiffusionRecipe(DiffusionRecipe):
-    """The diffusion recipe conditioned on batch["caption"] through a frozen text encoder.
+class TextPrompts(Conditioner):
+    """Prompts, batch["caption"], read through a text encoder by cross-attention.
 
-    Captions are dropped to "" with probability `cond_drop_prob` (for classifier-free guidance);
-    `captions` (the data set's) are encoded before training starts; progress grids show
-    `sample_prompts` at `sample_guidance_scale`. A `TextConditioned` model trains its own text
-    encoder: it is given token ids, and nothing is cached. With `object_masks` and
-    `grounding_weight` > 0, the token grounding loss (`train.grounding`, TokenCompose) is added;
-    batches then carry each caption's image "index".
+    Frozen, the encoder runs once per distinct caption (`PromptCache`; `captions`, the data set's,
+    are encoded before training starts) and the model gets "context" and "context_mask". With
+    `train_text_encoder` the model is a `TextConditioned` that trains it: it gets token ids, and
+    nothing is cached. Captions are dropped to "" with probability `cond_drop_prob`; progress grids
+    show `sample_prompts` at `sample_guidance_scale`.
     """
+
+    kind = "text_diffusion"
 
     def __init__(
         self,
-        model: nn.Module,
-        schedule: NoiseSchedule,
-        image_shape: tuple[int, int, int],
         text_encoder: nn.Module,
         *,
+        train_text_encoder: bool = False,
         cond_drop_prob: float = 0.1,
         captions: Sequence[str] | None = None,
         sample_prompts: Sequence[str] = SAMPLE_PROMPTS,
         sample_guidance_scale: float = 4.0,
-        object_masks=None,
-        grounding_weight: float = 0.0,
-        **kwargs,
     ) -> None:
-        if kwargs.pop("num_classes", None) is not None:
-            raise HwaksanError("a text-to-image model takes prompts, not class labels")
-        super().__init__(model, schedule, image_shape, cond_drop_prob=cond_drop_prob, **kwargs)
-        self.joint = isinstance(model, TextConditioned)
-        if self.joint and model.text_encoder is not text_encoder:
-            raise HwaksanError("a TextConditioned model must be given its own text encoder")
+        self.joint, self.cond_drop_prob = train_text_encoder, cond_drop_prob
         self.text_encoder = (
             text_encoder if self.joint else text_encoder.eval().requires_grad_(False)
         )
@@ -164,18 +152,24 @@ class TextDiffusionRecipe(DiffusionRecipe):
         self.sample_guidance_scale = sample_guidance_scale
         if captions is not None and not self.joint:  # encode the data set's captions up front
             self.prompts.add([*captions, "", *self.sample_prompts], progress=True)
-        self.grounding_weight, self.grounding = grounding_weight, None
-        if grounding_weight:
-            if object_masks is None:
-                raise HwaksanError("the token grounding loss needs object masks: use --data shapes")
-            from hwaksan.data.shapes.caption_parser import mention_phrases
 
-            self.grounding = TokenGrounding(object_masks, text_encoder.tokenize, mention_phrases)
+    def check(self, model: nn.Module) -> None:
+        if self.joint != isinstance(model, TextConditioned):
+            raise HwaksanError(
+                "a text encoder is trained with the U-Net exactly when the model is a "
+                "TextConditioned (train_text_encoder=True)"
+            )
+        if self.joint and model.text_encoder is not self.text_encoder:
+            raise HwaksanError("a TextConditioned model must be given its own text encoder")
 
-    def drop_prompts(self, captions: Sequence[str]) -> list[str]:
+    def drop(self, batch: dict) -> dict:
         """Each caption replaced by the empty prompt with probability `cond_drop_prob`."""
+        captions = batch["caption"]
         drop = torch.rand(len(captions)) < self.cond_drop_prob
-        return ["" if d else c for c, d in zip(captions, drop.tolist())]
+        return {**batch, "caption": ["" if d else c for c, d in zip(captions, drop.tolist())]}
+
+    def cond(self, batch: dict, device: torch.device) -> dict:
+        return self.conditions(batch["caption"], device)
 
     def conditions(self, captions: Sequence[str], device=None) -> dict[str, torch.Tensor]:
         """What the model is called with for these captions: cached encodings, or (when it
@@ -186,54 +180,27 @@ class TextDiffusionRecipe(DiffusionRecipe):
         n = int(mask.sum(1).max())
         return {"input_ids": ids[:, :n].to(device), "token_mask": mask[:, :n].to(device)}
 
-    def loss(self, model: nn.Module, batch: dict, step: int) -> tuple[torch.Tensor, dict]:
-        captions = self.drop_prompts(batch["caption"])
-        cond = self.conditions(captions, batch["image"].device)
-        if self.grounding is None:
-            return super().loss(functools.partial(model, **cond), batch, step)
-        with CrossAttentionMaps(model) as attention:
-            loss, logs = super().loss(functools.partial(model, **cond), batch, step)
-        length = attention.maps[0][0].shape[-1]
-        token_objects, masks = self.grounding.targets(captions, batch["index"], length)
-        device = batch["image"].device
-        grounding = grounding_loss(attention.maps, token_objects.to(device), masks.to(device))
-        logs = {**logs, "grounding": grounding.detach().item()}
-        return loss + self.grounding_weight * grounding, logs
-
-    def sample_images(self, model: nn.Module, step: int) -> torch.Tensor | None:
+    def sample_inputs(self, model: nn.Module, n: int, device) -> tuple[nn.Module, dict | None]:
         """The sample prompts in turn (one prompt per `n / len(prompts)` images), guided."""
-        n = self.num_samples
-        if n == 0:
-            return None
-        device = next(model.parameters()).device
         per_prompt = max(1, n // len(self.sample_prompts))
         prompts = [
             self.sample_prompts[(i // per_prompt) % len(self.sample_prompts)] for i in range(n)
         ]
         both = self.conditions([*prompts, *[""] * n], device)  # one length, so CFG can batch
         cond, uncond = {k: v[:n] for k, v in both.items()}, {k: v[n:] for k, v in both.items()}
-        prompted = Prompted(model, cond, uncond, self.sample_guidance_scale)
-        return super().sample_images(prompted, step)
+        return Prompted(model, cond, uncond, self.sample_guidance_scale), None
 
     def describe(self) -> dict:
         return {
-            **super().describe(),
-            "kind": "text_diffusion",
             "train_text_encoder": self.joint,
-            "grounding_weight": self.grounding_weight,
+            # every text model's description has it (0.0: no grounding term), as before the token
+            # grounding loss became a term, so older checkpoints still resume
+            "grounding_weight": 0.0,
             "text_encoder": {
                 "class": type(self.text_encoder).__name__,
                 "config": model_config(self.text_encoder),
             },
         }
-
-
-class LatentTextDiffusionRecipe(TextDiffusionRecipe, LatentDiffusionRecipe):
-    """Text-to-image on an autoencoder's cached latents: Stable Diffusion's arrangement (Rombach
-    et al. 2022, sec. 3.3). Takes both recipes' arguments; progress grids are decoded."""
-
-    def describe(self) -> dict:
-        return {**super().describe(), "kind": "latent_text_diffusion"}
 
 
 def shapes_text_data(
