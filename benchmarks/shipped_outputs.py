@@ -31,20 +31,34 @@ CASES: dict[str, tuple[str, dict, dict]] = {
     "shapes_dpmpp": ("shapes", {}, dict(sampler="dpmpp_2m", steps=8)),
     "shapes_ddpm": ("shapes", {}, dict(sampler="ddpm", steps=10)),
     "shapes_heun": ("shapes", {}, dict(sampler="heun", steps=5)),
-    "shapes_cond_cfg": ("shapes_cond", {}, dict(steps=10, class_labels=[0, 5, 9, 13],
-                                                guidance_scale=3.0)),  # fmt: skip
+    "shapes_cond_cfg": (
+        "shapes_cond",
+        {},
+        dict(steps=10, class_labels=[0, 5, 9, 13], guidance_scale=3.0),
+    ),  # fmt: skip
     "digits_cfg": ("digits", {}, dict(steps=10, class_labels=[3], guidance_scale=2.0)),
-    "digits_classifier": ("digits", dict(classifier="digits_classifier_noisy"),
-                          dict(steps=10, class_labels=[7], classifier_scale=1.0)),  # fmt: skip
-    "digits_classifier_ddpm": ("digits", dict(classifier="digits_classifier_noisy"),
-                               dict(sampler="ddpm", steps=10, class_labels=[2],
-                                    classifier_scale=1.0)),  # fmt: skip
+    "digits_classifier": (
+        "digits",
+        dict(classifier="digits_classifier_noisy"),
+        dict(steps=10, class_labels=[7], classifier_scale=1.0),
+    ),  # fmt: skip
+    "digits_classifier_ddpm": (
+        "digits",
+        dict(classifier="digits_classifier_noisy"),
+        dict(sampler="ddpm", steps=10, class_labels=[2], classifier_scale=1.0),
+    ),  # fmt: skip
     "shapes_ldm": ("shapes_ldm", {}, dict(steps=10)),
-    "shapes_t2i_cfg": ("shapes_t2i", {}, dict(steps=10, prompt=PROMPT, guidance_scale=4.0,
-                                              negative_prompt="a green triangle")),  # fmt: skip
+    "shapes_t2i_cfg": (
+        "shapes_t2i",
+        {},
+        dict(steps=10, prompt=PROMPT, guidance_scale=4.0, negative_prompt="a green triangle"),
+    ),  # fmt: skip
     "shapes_t2i_64_cfg": ("shapes_t2i_64", {}, dict(steps=10, prompt=PROMPT, guidance_scale=4.0)),
-    "shapes_t2i_64_layout": ("shapes_t2i_64", {}, dict(steps=10, prompt=PROMPT, guidance_scale=4.0,
-                                                       relations=RELATION)),  # fmt: skip
+    "shapes_t2i_64_layout": (
+        "shapes_t2i_64",
+        {},
+        dict(steps=10, prompt=PROMPT, guidance_scale=4.0, relations=RELATION),
+    ),  # fmt: skip
 }
 
 
