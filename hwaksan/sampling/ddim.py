@@ -9,11 +9,6 @@ from hwaksan.diffusion.schedule import NoiseSchedule
 from hwaksan.sampling.denoiser import Model, noise_like, predict_x0_eps
 
 
-def alphas_cumprod_at(schedule: NoiseSchedule, t: torch.Tensor) -> torch.Tensor:
-    """alphas_cumprod[t] as a float64 scalar, with 1.0 for t < 0 ("before the first step")."""
-    return schedule.alphas_cumprod[t] if t >= 0 else torch.ones((), dtype=torch.float64)
-
-
 def ddim_step(
     x0: torch.Tensor,
     eps: torch.Tensor,
@@ -46,11 +41,11 @@ def sample_ddim(
     """
     for t, t_prev in tqdm(list(zip(timesteps, prev_timesteps)), disable=not progress, desc="ddim"):
         x0, eps = predict_x0_eps(model, x, t, schedule, prediction_type, clip_sample)
-        a_t, a_prev = alphas_cumprod_at(schedule, t), alphas_cumprod_at(schedule, t_prev)
+        step = schedule.strided_posterior(t, t_prev)  # float64 scalars
         # sigma_t(eta) = eta sqrt((1 - a_prev) / (1 - a_t)) sqrt(1 - a_t / a_prev)   (eq. 16)
-        std = eta * ((1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev)).sqrt()
+        std = eta * step.variance.sqrt()
         noise = None
         if eta > 0:  # drawn at every step, as diffusers does, so the noise streams agree
             noise = noise_like(x, generator)
-        x = ddim_step(x0, eps, a_prev, std, noise)
+        x = ddim_step(x0, eps, step.alpha_cumprod_prev, std, noise)
     return x
