@@ -44,6 +44,18 @@ def discrete_timesteps(
     return torch.from_numpy(timesteps.round().astype(np.int64))
 
 
+def discrete_table(
+    schedule: NoiseSchedule,
+    steps: int,
+    spacing: str = "leading",
+    steps_offset: int = 0,
+    use_karras_sigmas: bool = False,
+) -> tuple[torch.Tensor, None]:
+    """(int64 timesteps [N], no sigmas): the table of the VP samplers (DDPM, DDIM), in the
+    signature every sampler's table shares (they take no Karras sigmas)."""
+    return discrete_timesteps(schedule, steps, spacing, steps_offset), None
+
+
 def ddim_prev_timesteps(timesteps: torch.Tensor, num_train_timesteps: int) -> torch.Tensor:
     """DDIM's target of each step, t - T // N (diffusers' rule; -1 or below means alpha = 1).
 
