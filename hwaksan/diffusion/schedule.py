@@ -64,6 +64,13 @@ class StridedPosterior(NamedTuple):
     log_variance: torch.Tensor  # its log, clipped where it is 0 (improved-diffusion)
 
 
+def vp_alpha_sigma(sigma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The VP scales (alpha, sigma_vp) of a variance-exploding level x = x0 + sigma eps: dividing
+    by sqrt(1 + sigma^2) gives alpha x0 + sigma_vp eps (Karras et al. 2022, Table 1: s(t))."""
+    alpha = (1 + sigma**2).rsqrt()
+    return alpha, sigma * alpha
+
+
 def _gather(table: torch.Tensor, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """table[t] as a [B, 1, 1, ...] tensor that broadcasts against `like` (dtype and device too)."""
     t = torch.as_tensor(t, device=table.device).long().reshape(-1)
@@ -233,11 +240,10 @@ class NoiseSchedule:
         Fractional t (Euler/Heun with Karras sigmas) is read through `sigma_at`; at integer t
         this equals `alpha_sigma` up to rounding (use that one where t is an integer).
         """
-        sigma_ve = self.sigma_at(t.detach().reshape(-1).cpu())  # float64 [B]
-        alpha = (1 + sigma_ve**2).rsqrt()
+        alpha, sigma = vp_alpha_sigma(self.sigma_at(t.detach().reshape(-1).cpu()))  # float64 [B]
         shape = (-1, *([1] * (like.ndim - 1)))
         as_like = dict(dtype=like.dtype, device=like.device)
-        return alpha.reshape(shape).to(**as_like), (sigma_ve * alpha).reshape(shape).to(**as_like)
+        return alpha.reshape(shape).to(**as_like), sigma.reshape(shape).to(**as_like)
 
     def alphas_cumprod_at(self, t: torch.Tensor) -> torch.Tensor:
         """alphas_cumprod[t] in float64, shaped like t, with 1 for t < 0 ("before the first

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from hwaksan.diffusion.schedule import NoiseSchedule
+from hwaksan.diffusion.schedule import NoiseSchedule, vp_alpha_sigma
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ def sigma_hook(
     x / sqrt(1 + sigma^2), and a tensor it returns is scaled back."""
     if callback is None:
         return x
-    alpha = (1 + sigma.double() ** 2).rsqrt()  # VP signal scale of that level
+    alpha, sigma_vp = vp_alpha_sigma(sigma.double())  # VP scales of that level
     scale = alpha.to(x.dtype)
-    out = callback(SamplerStep(index, timestep, x * scale, denoised, alpha, sigma.double() * alpha))
+    out = callback(SamplerStep(index, timestep, x * scale, denoised, alpha, sigma_vp))
     return x if out is None else out / scale

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from hwaksan.diffusion.schedule import NoiseSchedule
+from hwaksan.diffusion.schedule import NoiseSchedule, vp_alpha_sigma
 from hwaksan.sampling.registry import sampler_spec
 
 
@@ -59,6 +59,5 @@ def noise_to_start(
         t = timesteps[start_step].expand(x0.shape[0])  # [B]
         return schedule.add_noise(x0, noise, t)
     # A sigma sampler's level need not be a table entry: x0 + sigma noise, seen as VP.
-    sigma = sigmas[start_step].double()
-    alpha = (1 + sigma**2).rsqrt()
-    return alpha.to(x0.dtype) * x0 + (sigma * alpha).to(x0.dtype) * noise
+    alpha, sigma = vp_alpha_sigma(sigmas[start_step].double())
+    return alpha.to(x0.dtype) * x0 + sigma.to(x0.dtype) * noise
