@@ -89,3 +89,46 @@ def test_bad_config_is_a_clear_error():
     with pytest.raises(ValueError, match="prediction_type"):
         s = hk.NoiseSchedule.linear(10)
         s.predict_x0(torch.zeros(1, 1), torch.zeros(1, 1), torch.tensor([0]), "score")
+
+
+@pytest.mark.parametrize("zero_snr", [False, True])
+def test_alpha_sigma_at_a_float_t(zero_snr):
+    """At integer t it is `alpha_sigma`; between two it interpolates log-sigma (Karras sigmas)."""
+    s = hk.NoiseSchedule.scaled_linear(1000, rescale_zero_terminal_snr=zero_snr)
+    like = torch.zeros(4, 3, 2, 2)
+    t = torch.tensor([0, 10, 500, 998])
+    alpha, sigma = s.alpha_sigma_at(t.float(), like)
+    assert alpha.shape == (4, 1, 1, 1)
+    ref_alpha, ref_sigma = s.alpha_sigma(t, like)
+    torch.testing.assert_close(alpha, ref_alpha, atol=1e-6, rtol=0)
+    torch.testing.assert_close(sigma, ref_sigma, atol=1e-6, rtol=0)
+    half, _ = s.alpha_sigma_at(torch.tensor([10.5]), like[:1])
+    ve = s.sigma_table()[10:12].log().mean().exp()  # the log-midpoint of the two sigmas
+    torch.testing.assert_close(half.double().reshape(()), (1 + ve**2).rsqrt(), atol=1e-7, rtol=0)
+    assert torch.isfinite(s.sigma_table()).all()  # a zero-SNR last step stays finite
+
+
+def test_strided_posterior_is_the_posterior_one_step_back_and_clean_below_zero():
+    s = hk.NoiseSchedule.cosine(1000)
+    t = torch.arange(1, 1000)
+    step = s.strided_posterior(t, t - 1)
+    for ours, table in [
+        (step.coef_x0, s.posterior_mean_coef1),
+        (step.coef_xt, s.posterior_mean_coef2),
+        (step.variance, s.posterior_variance),
+        (step.beta, s.betas),
+    ]:
+        torch.testing.assert_close(ours, table[1:], atol=1e-12, rtol=1e-9)
+    assert s.alphas_cumprod_at(torch.tensor([-1, -7])).tolist() == [1.0, 1.0]
+    # Averaged over x_t ~ q(x_t | x0), the strided step gives back q(x_s | x0) (Bayes' rule):
+    # mean coef_x0 + coef_xt sqrt(a_t) = sqrt(a_s), variance coef_xt^2 (1 - a_t) + var = 1 - a_s.
+    a_t, a_s = s.alphas_cumprod[600], s.alphas_cumprod[400]
+    q = s.strided_posterior(torch.tensor(600), torch.tensor(400))
+    assert torch.isclose(q.coef_x0 + q.coef_xt * a_t.sqrt(), a_s.sqrt())
+    assert torch.isclose(q.coef_xt**2 * (1 - a_t) + q.variance, 1 - a_s)
+    # Shaped [B, 1, ...] on request; the step to the clean sample has variance 0.
+    clean = s.strided_posterior(
+        torch.tensor([5, 0]), torch.tensor([-1, -1]), like=torch.zeros(2, 3, 4)
+    )
+    assert clean.coef_x0.shape == (2, 1, 1) and bool((clean.variance == 0).all())
+    assert torch.equal(clean.log_variance.flatten(), s.posterior_log_variance_clipped[[5, 0]])

@@ -4,7 +4,7 @@ from hwaksan.diffusion.exact import GaussianDenoiser, MixtureDenoiser
 from hwaksan.diffusion.likelihood import nll_bits_per_dim
 from hwaksan.diffusion.losses import diffusion_loss, hybrid_loss, min_snr_weight
 from hwaksan.diffusion.reverse import ReverseStep, p_mean_variance
-from hwaksan.diffusion.schedule import NoiseSchedule, ScheduleConfig
+from hwaksan.diffusion.schedule import NoiseSchedule, ScheduleConfig, StridedPosterior
 from hwaksan.diffusion.vlb import prior_bpd, vlb_terms
 
 __all__ = [
@@ -13,6 +13,7 @@ __all__ = [
     "NoiseSchedule",
     "ReverseStep",
     "ScheduleConfig",
+    "StridedPosterior",
     "diffusion_loss",
     "hybrid_loss",
     "min_snr_weight",

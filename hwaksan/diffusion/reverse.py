@@ -11,7 +11,7 @@ from typing import NamedTuple
 
 import torch
 
-from hwaksan.diffusion.schedule import NoiseSchedule, _gather
+from hwaksan.diffusion.schedule import NoiseSchedule
 
 VARIANCE_TYPES: tuple[str, ...] = ("fixed_small", "fixed_large", "learned_range", "learned_log")
 
@@ -42,31 +42,6 @@ def split_variance(
     return model_out, None
 
 
-def _step_tables(
-    schedule: NoiseSchedule, t: torch.Tensor, prev_t: torch.Tensor, like: torch.Tensor
-) -> tuple[torch.Tensor, ...]:
-    """float64 (a_t, a_s, beta_{t|s}, posterior var, clipped log posterior var) for s = prev_t.
-
-    With s = t - 1 these are the schedule's own tables; with s < t - 1 they are the strided
-    posterior q(x_s | x_t, x0) that diffusers' DDPMScheduler uses for fewer steps.
-    """
-    one = torch.ones(1, dtype=torch.float64)
-    ac = schedule.alphas_cumprod
-    ac_prev = torch.cat([one, ac])  # index s + 1, so s = -1 means "before the first step": a = 1
-    like64 = torch.zeros((1,) * like.ndim, dtype=torch.float64, device=like.device)  # shape only
-    a_t = _gather(ac, t, like64)
-    a_s = _gather(ac_prev, torch.as_tensor(prev_t).long() + 1, like64)
-    beta = 1 - a_t / a_s  # beta_{t|s}; equals betas[t] when s = t - 1
-    var = (1 - a_s) / (1 - a_t) * beta
-    # The last step's variance is 0: use the schedule's clipped value there (improved-diffusion).
-    log_var = torch.where(
-        var > 0,
-        var.clamp(min=1e-300).log(),
-        _gather(schedule.posterior_log_variance_clipped, t, like64),
-    )
-    return a_t, a_s, beta, var, log_var
-
-
 def p_mean_variance(
     model_out: torch.Tensor,
     x_t: torch.Tensor,
@@ -95,14 +70,14 @@ def p_mean_variance(
         t - 1 if prev_t is None else torch.as_tensor(prev_t, device=x_t.device).long().reshape(-1)
     )
     pred, var_values = split_variance(model_out, variance_type)
-    a_t, a_s, beta, post_var, post_log_var = _step_tables(schedule, t, prev_t, x_t)
+    step = schedule.strided_posterior(t, prev_t, like=x_t)  # float64 [B, 1, ...]
+    beta, post_var, post_log_var = step.beta, step.variance, step.log_variance
 
     # Mean: the posterior mean at the predicted x0 (Ho et al. 2020, eq. 7).
     x0_pred = schedule.predict_x0(pred, x_t, t, prediction_type)
     if clip_sample:
         x0_pred = x0_pred.clamp(-clip_sample, clip_sample)
-    coef_x0 = (a_s.sqrt() * beta / (1 - a_t)).to(x_t.dtype)
-    coef_xt = ((1 - beta).sqrt() * (1 - a_s) / (1 - a_t)).to(x_t.dtype)
+    coef_x0, coef_xt = step.coef_x0.to(x_t.dtype), step.coef_xt.to(x_t.dtype)
     mean = torch.addcmul(coef_xt * x_t, coef_x0, x0_pred)  # one temporary fewer
 
     # Variance, in log space (float64 tables cast at use). Fixed variances stay [B, 1, ...]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from typing import NamedTuple
 
 import torch
 
@@ -46,6 +47,29 @@ def _rescale_zero_terminal_snr(betas: torch.Tensor) -> torch.Tensor:
     ac = sqrt_ac**2
     alphas = torch.cat([ac[:1], ac[1:] / ac[:-1]])
     return 1 - alphas
+
+
+class StridedPosterior(NamedTuple):
+    """q(x_s | x_t, x0) = N(coef_x0 x0 + coef_xt x_t, variance) for any s < t, in float64.
+
+    Ho et al. 2020, eq. 6-7 with a_t / a_s in place of alpha_t: the step diffusers' DDPMScheduler
+    takes with fewer steps, and whose variance DDIM's eta scales (Song et al. 2021, eq. 16).
+    """
+
+    alpha_cumprod: torch.Tensor  # a_t
+    alpha_cumprod_prev: torch.Tensor  # a_s; 1 for s < 0 ("before the first step")
+    beta: torch.Tensor  # beta_{t|s} = 1 - a_t / a_s; betas[t] when s = t - 1
+    coef_x0: torch.Tensor  # sqrt(a_s) beta_{t|s} / (1 - a_t)
+    coef_xt: torch.Tensor  # sqrt(1 - beta_{t|s}) (1 - a_s) / (1 - a_t)
+    variance: torch.Tensor  # (1 - a_s) / (1 - a_t) beta_{t|s}; 0 at the last step
+    log_variance: torch.Tensor  # its log, clipped where it is 0 (improved-diffusion)
+
+
+def vp_alpha_sigma(sigma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The VP scales (alpha, sigma_vp) of a variance-exploding level x = x0 + sigma eps: dividing
+    by sqrt(1 + sigma^2) gives alpha x0 + sigma_vp eps (Karras et al. 2022, Table 1: s(t))."""
+    alpha = (1 + sigma**2).rsqrt()
+    return alpha, sigma * alpha
 
 
 def _gather(table: torch.Tensor, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -192,6 +216,64 @@ class NoiseSchedule:
         return _gather(self.sqrt_alphas_cumprod, t, like), _gather(
             self.sqrt_one_minus_alphas_cumprod, t, like
         )
+
+    def sigma_table(self) -> torch.Tensor:
+        """sqrt((1 - a_t) / a_t) for every t as diffusers' sigma-space schedulers build it: a
+        zero-SNR step (a = 0) gets a = 2^-24, so its sigma stays finite."""
+        ac = self.alphas_cumprod
+        ac = torch.where(ac > 0, ac, torch.full_like(ac, 2.0**-24))
+        return ((1 - ac) / ac).sqrt()
+
+    def sigma_at(self, t: torch.Tensor) -> torch.Tensor:
+        """The float64 variance-exploding sigma of each (float) timestep, interpolating log-sigma
+        between table entries (the inverse of `sampling.timesteps.sigma_to_t`)."""
+        log_sigmas = self.sigma_table().log()
+        t = t.to(torch.float64).clamp(0, len(log_sigmas) - 1)
+        low = t.floor().long().clamp(max=len(log_sigmas) - 2)
+        w = t - low
+        return ((1 - w) * log_sigmas[low] + w * log_sigmas[low + 1]).exp()
+
+    def alpha_sigma_at(
+        self, t: torch.Tensor, like: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """VP (alpha_t, sigma_t) at each (possibly fractional) t, [B, 1, ...] like `like`.
+
+        Fractional t (Euler/Heun with Karras sigmas) is read through `sigma_at`; at integer t
+        this equals `alpha_sigma` up to rounding (use that one where t is an integer).
+        """
+        alpha, sigma = vp_alpha_sigma(self.sigma_at(t.detach().reshape(-1).cpu()))  # float64 [B]
+        shape = (-1, *([1] * (like.ndim - 1)))
+        as_like = dict(dtype=like.dtype, device=like.device)
+        return alpha.reshape(shape).to(**as_like), sigma.reshape(shape).to(**as_like)
+
+    def alphas_cumprod_at(self, t: torch.Tensor) -> torch.Tensor:
+        """alphas_cumprod[t] in float64, shaped like t, with 1 for t < 0 ("before the first
+        step": a sampler's last step lands on the clean sample)."""
+        t = torch.as_tensor(t).long().cpu()
+        one = torch.ones((), dtype=torch.float64)
+        return torch.where(t >= 0, self.alphas_cumprod[t.clamp(min=0)], one)
+
+    def strided_posterior(
+        self, t: torch.Tensor, prev_t: torch.Tensor, like: torch.Tensor | None = None
+    ) -> StridedPosterior:
+        """The float64 tables of q(x_{prev_t} | x_t, x0) for any earlier prev_t (-1: the clean
+        sample), shaped like t, or [B, 1, ...] on `like`'s device when it is given."""
+        t = torch.as_tensor(t).long().cpu()
+
+        def place(table: torch.Tensor) -> torch.Tensor:
+            if like is None:
+                return table
+            return table.to(like.device).reshape(-1, *([1] * (like.ndim - 1)))
+
+        a_t, a_s = place(self.alphas_cumprod[t]), place(self.alphas_cumprod_at(prev_t))
+        beta = 1 - a_t / a_s
+        var = (1 - a_s) / (1 - a_t) * beta
+        # The last step's variance is 0: take the schedule's clipped value (improved-diffusion).
+        clipped = place(self.posterior_log_variance_clipped[t])
+        log_var = torch.where(var > 0, var.clamp(min=1e-300).log(), clipped)
+        coef_x0 = a_s.sqrt() * beta / (1 - a_t)
+        coef_xt = (1 - beta).sqrt() * (1 - a_s) / (1 - a_t)
+        return StridedPosterior(a_t, a_s, beta, coef_x0, coef_xt, var, log_var)
 
     # --- forward process ----------------------------------------------------------------------
 

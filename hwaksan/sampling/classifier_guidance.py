@@ -19,7 +19,6 @@ from torch import nn
 
 from hwaksan.diffusion import parameterization as param
 from hwaksan.diffusion.schedule import NoiseSchedule
-from hwaksan.sampling.timesteps import t_to_sigma
 
 
 def class_log_prob_grad(
@@ -41,13 +40,8 @@ def class_log_prob_grad(
 def alpha_sigma_at(
     schedule: NoiseSchedule, t: torch.Tensor, like: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """VP (alpha_t, sigma_t) at each (possibly fractional) t, [B, 1, ...] like `like`; fractional
-    t (Euler/Heun with Karras sigmas) is read as a log-sigma interpolation of the schedule."""
-    sigma_ve = t_to_sigma(t.detach().reshape(-1).cpu(), schedule)  # float64 [B]
-    alpha = (1 + sigma_ve**2).rsqrt()
-    shape = (-1, *([1] * (like.ndim - 1)))
-    as_like = dict(dtype=like.dtype, device=like.device)
-    return alpha.reshape(shape).to(**as_like), (sigma_ve * alpha).reshape(shape).to(**as_like)
+    """VP (alpha_t, sigma_t) at each (possibly fractional) t: `NoiseSchedule.alpha_sigma_at`."""
+    return schedule.alpha_sigma_at(t, like)
 
 
 def classifier_guidance(
@@ -74,7 +68,7 @@ def classifier_guidance(
     def guided(x: torch.Tensor, t: torch.Tensor, **cond) -> torch.Tensor:
         pred = model(x, t, **cond)
         grad = class_log_prob_grad(classifier, x, t, class_labels)
-        alpha, sigma = alpha_sigma_at(schedule, t, x)
+        alpha, sigma = schedule.alpha_sigma_at(t, x)
         if ddpm_timesteps is None:  # eps' = eps - sigma_t s grad  (Alg. 2)
             eps = param.to_eps(pred, x, alpha, sigma, prediction_type)
             eps = eps - sigma * classifier_scale * grad
@@ -91,25 +85,19 @@ def _ddpm_x0_shift(
     schedule: NoiseSchedule, timesteps: torch.Tensor, variance_type: str
 ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """Sigma / coef_x0 of the DDPM step from each t to the next visited timestep s, where the step
-    mean is coef_xt x_t + coef_x0 x0 with coef_x0 = sqrt(a_s) beta_{t|s} / (1 - a_t) (Ho et al.
-    2020, eq. 7, strided as `hwaksan.diffusion.reverse`)."""
+    mean is coef_xt x_t + coef_x0 x0 (`NoiseSchedule.strided_posterior`, Ho et al. 2020, eq. 7)."""
     if variance_type not in ("fixed_small", "fixed_large"):
         raise ValueError(f"the mean-shift form needs a fixed variance, not {variance_type!r}")
     timesteps = torch.as_tensor(timesteps).long().cpu()
     prev = dict(zip(timesteps.tolist(), timesteps[1:].tolist() + [-1]))
-    ac = schedule.alphas_cumprod
 
     def shift(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         t = t.detach().reshape(-1).long().cpu()
-        s = torch.tensor([prev[int(i)] for i in t])
-        a_t, a_s = ac[t], torch.where(s >= 0, ac[s.clamp(min=0)], torch.ones_like(ac[t]))
-        beta = 1 - a_t / a_s
-        coef_x0 = a_s.sqrt() * beta / (1 - a_t)
-        posterior_var = (1 - a_s) / (1 - a_t) * beta
-        var = posterior_var if variance_type == "fixed_small" else beta.clone()
-        last = posterior_var <= 0  # the last step: `p_mean_variance` takes the clipped value
-        var[last] = schedule.posterior_log_variance_clipped[t[last]].exp()
-        ratio = var / coef_x0
+        step = schedule.strided_posterior(t, torch.tensor([prev[int(i)] for i in t]))  # [B]
+        var = step.variance if variance_type == "fixed_small" else step.beta.clone()
+        last = step.variance <= 0  # the last step: `p_mean_variance` takes the clipped value
+        var[last] = step.log_variance[last].exp()
+        ratio = var / step.coef_x0
         return ratio.reshape(-1, *([1] * (like.ndim - 1))).to(like.dtype).to(like.device)
 
     return shift

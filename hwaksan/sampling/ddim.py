@@ -6,12 +6,9 @@ import torch
 from tqdm.auto import tqdm
 
 from hwaksan.diffusion.schedule import NoiseSchedule
+from hwaksan.sampling import timesteps as ts
 from hwaksan.sampling.denoiser import Model, noise_like, predict_x0_eps
-
-
-def alphas_cumprod_at(schedule: NoiseSchedule, t: torch.Tensor) -> torch.Tensor:
-    """alphas_cumprod[t] as a float64 scalar, with 1.0 for t < 0 ("before the first step")."""
-    return schedule.alphas_cumprod[t] if t >= 0 else torch.ones((), dtype=torch.float64)
+from hwaksan.sampling.hooks import Callback, vp_hook
 
 
 def ddim_step(
@@ -31,7 +28,6 @@ def sample_ddim(
     model: Model,
     x: torch.Tensor,
     timesteps: torch.Tensor,
-    prev_timesteps: torch.Tensor,
     schedule: NoiseSchedule,
     *,
     eta: float = 0.0,
@@ -39,18 +35,22 @@ def sample_ddim(
     clip_sample: float | None = None,
     generator: torch.Generator | None = None,
     progress: bool = False,
+    start_step: int = 0,
+    callback: Callback | None = None,
 ) -> torch.Tensor:
-    """DDIM from x_T down the given timesteps; eta = 0 is deterministic, eta = 1 is DDPM-like.
-
-    Each step goes from timesteps[i] to prev_timesteps[i] (alpha = 1 below zero).
+    """DDIM from x at timesteps[start_step] down the given timesteps; eta = 0 is deterministic,
+    eta = 1 is DDPM-like. Each step goes to t - T // N (`ddim_prev_timesteps`; alpha = 1 below 0).
     """
-    for t, t_prev in tqdm(list(zip(timesteps, prev_timesteps)), disable=not progress, desc="ddim"):
+    prev_timesteps = ts.ddim_prev_timesteps(timesteps, schedule.num_train_timesteps)
+    for i in tqdm(range(start_step, len(timesteps)), disable=not progress, desc="ddim"):
+        t, t_prev = timesteps[i], prev_timesteps[i]
         x0, eps = predict_x0_eps(model, x, t, schedule, prediction_type, clip_sample)
-        a_t, a_prev = alphas_cumprod_at(schedule, t), alphas_cumprod_at(schedule, t_prev)
+        step = schedule.strided_posterior(t, t_prev)  # float64 scalars
         # sigma_t(eta) = eta sqrt((1 - a_prev) / (1 - a_t)) sqrt(1 - a_t / a_prev)   (eq. 16)
-        std = eta * ((1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev)).sqrt()
+        std = eta * step.variance.sqrt()
         noise = None
         if eta > 0:  # drawn at every step, as diffusers does, so the noise streams agree
             noise = noise_like(x, generator)
-        x = ddim_step(x0, eps, a_prev, std, noise)
+        x = ddim_step(x0, eps, step.alpha_cumprod_prev, std, noise)
+        x = vp_hook(callback, i, t, x, x0, schedule, t_prev)
     return x

@@ -8,6 +8,7 @@ from tqdm.auto import tqdm
 from hwaksan.diffusion.reverse import p_mean_variance
 from hwaksan.diffusion.schedule import NoiseSchedule
 from hwaksan.sampling.denoiser import Model, batch_timestep, noise_like
+from hwaksan.sampling.hooks import Callback, vp_hook
 
 
 def sample_ddpm(
@@ -21,15 +22,18 @@ def sample_ddpm(
     clip_sample: float | None = None,
     generator: torch.Generator | None = None,
     progress: bool = False,
+    start_step: int = 0,
+    callback: Callback | None = None,
 ) -> torch.Tensor:
-    """x_{s} ~ N(mean, variance) from each timestep t to the next one s (the strided posterior).
+    """x_{s} ~ N(mean, variance) from each timestep t to the next one s (the strided posterior),
+    starting from x at timesteps[start_step].
 
     The last step returns the mean (z = 0 at t = 1 in Alg. 2). variance_type: "fixed_small"
     (posterior variance), "fixed_large" (beta), or the learned ones of `p_mean_variance`.
     """
     prev_timesteps = torch.cat([timesteps[1:], timesteps.new_full((1,), -1)])
-    steps = list(zip(timesteps, prev_timesteps))
-    for i, (t, t_prev) in enumerate(tqdm(steps, disable=not progress, desc="ddpm")):
+    for i in tqdm(range(start_step, len(timesteps)), disable=not progress, desc="ddpm"):
+        t, t_prev = timesteps[i], prev_timesteps[i]
         t_batch, prev_batch = batch_timestep(t, x), batch_timestep(t_prev, x)
         out = model(x, t_batch)
         step = p_mean_variance(
@@ -37,7 +41,8 @@ def sample_ddpm(
             prev_t=prev_batch, clip_sample=clip_sample,
         )  # fmt: skip
         x = step.mean
-        if i < len(steps) - 1:
+        if i < len(timesteps) - 1:
             # Ancestral step: add the reverse process's own noise.
             x = x.addcmul_(step.variance.sqrt(), noise_like(x, generator))  # x is step's own
+        x = vp_hook(callback, i, t, x, step.x0_pred, schedule, t_prev)
     return x

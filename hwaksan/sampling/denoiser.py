@@ -11,7 +11,7 @@ from collections.abc import Callable
 import torch
 
 from hwaksan.diffusion import parameterization as param
-from hwaksan.diffusion.schedule import NoiseSchedule
+from hwaksan.diffusion.schedule import NoiseSchedule, vp_alpha_sigma
 
 Model = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # model(x_t, t) -> prediction
 Denoiser = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -65,7 +65,7 @@ def sigma_denoiser(
     """
 
     def denoise(x: torch.Tensor, sigma: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        alpha = (1 + sigma.double() ** 2).rsqrt().to(x.dtype)  # VP signal scale
+        alpha = vp_alpha_sigma(sigma.double())[0].to(x.dtype)  # VP signal scale
         x_t = x * alpha
         pred = model(x_t, batch_timestep(t, x))
         x0 = param.to_x0(pred, x_t, alpha, sigma.to(x.dtype) * alpha, prediction_type)

@@ -10,6 +10,7 @@ import torch
 from tqdm.auto import tqdm
 
 from hwaksan.sampling.denoiser import Denoiser
+from hwaksan.sampling.hooks import Callback, sigma_hook
 
 
 def to_d(x: torch.Tensor, sigma: torch.Tensor, denoised: torch.Tensor) -> torch.Tensor:
@@ -24,12 +25,16 @@ def sample_euler(
     timesteps: torch.Tensor,
     *,
     progress: bool = False,
+    start_step: int = 0,
+    callback: Callback | None = None,
 ) -> torch.Tensor:
-    """First-order Euler steps from sigmas[0] to sigmas[-1] = 0; one model call per step."""
-    for i in tqdm(range(len(timesteps)), disable=not progress, desc="euler"):
-        d = to_d(x, sigmas[i], denoise(x, sigmas[i], timesteps[i]))
+    """First-order Euler steps from sigmas[start_step] to sigmas[-1] = 0, one model call each."""
+    for i in tqdm(range(start_step, len(timesteps)), disable=not progress, desc="euler"):
+        denoised = denoise(x, sigmas[i], timesteps[i])
+        d = to_d(x, sigmas[i], denoised)
         # Euler step.
         x = x + d * (sigmas[i + 1] - sigmas[i]).to(x.dtype)
+        x = sigma_hook(callback, i, timesteps[i], x, denoised, sigmas[i + 1])
     return x
 
 
@@ -40,10 +45,13 @@ def sample_heun(
     timesteps: torch.Tensor,
     *,
     progress: bool = False,
+    start_step: int = 0,
+    callback: Callback | None = None,
 ) -> torch.Tensor:
     """Heun's second-order method (Karras et al. 2022, Alg. 1): 2N - 1 model calls for N steps."""
-    for i in tqdm(range(len(timesteps)), disable=not progress, desc="heun"):
-        d = to_d(x, sigmas[i], denoise(x, sigmas[i], timesteps[i]))
+    for i in tqdm(range(start_step, len(timesteps)), disable=not progress, desc="heun"):
+        denoised = denoise(x, sigmas[i], timesteps[i])
+        d = to_d(x, sigmas[i], denoised)
         dt = (sigmas[i + 1] - sigmas[i]).to(x.dtype)
         x_euler = x + d * dt  # Euler step.
         if sigmas[i + 1] == 0:
@@ -52,4 +60,5 @@ def sample_heun(
             # Apply the second-order correction: average the slopes at both ends.
             d_next = to_d(x_euler, sigmas[i + 1], denoise(x_euler, sigmas[i + 1], timesteps[i + 1]))
             x = x + (d + d_next) / 2 * dt
+        x = sigma_hook(callback, i, timesteps[i], x, denoised, sigmas[i + 1])
     return x

@@ -11,7 +11,7 @@ from tqdm.auto import tqdm
 from hwaksan.diffusion import parameterization as param
 from hwaksan.diffusion.schedule import NoiseSchedule
 from hwaksan.sampling import timesteps as ts
-from hwaksan.sampling.ddim import alphas_cumprod_at, ddim_step
+from hwaksan.sampling.ddim import ddim_step
 from hwaksan.sampling.denoiser import predict_x0_eps
 
 
@@ -47,11 +47,11 @@ def ddim_invert(
     for i in tqdm(reversed(range(steps)), total=steps, disable=not progress, desc="ddim_invert"):
         _, eps = predict_x0_eps(bound, x, eval_t[i], schedule, prediction_type)
         # x sits at level prev[i] (alpha = 1 for the clean x0); undo step i: prev[i] -> t[i].
-        a_low = alphas_cumprod_at(schedule, prev[i])
+        a_low = schedule.alphas_cumprod_at(prev[i])
         x0_pred = param.to_x0(
             eps, x, a_low.sqrt().to(x.dtype), (1 - a_low).sqrt().to(x.dtype), "epsilon"
         )
-        x = ddim_step(x0_pred, eps, alphas_cumprod_at(schedule, timesteps[i]))
+        x = ddim_step(x0_pred, eps, schedule.alphas_cumprod_at(timesteps[i]))
     return x
 
 

@@ -18,7 +18,6 @@ import torch
 from hwaksan.diffusion import parameterization as param
 from hwaksan.diffusion.exact import gaussian_posterior
 from hwaksan.diffusion.schedule import NoiseSchedule
-from hwaksan.sampling.timesteps import t_to_sigma
 
 
 @dataclass
@@ -98,9 +97,7 @@ class GaussianMixture:
         """The exact network: model(x_t [N, D], t [N]) -> optimal eps / x0 / v prediction."""
 
         def exact(x_t: torch.Tensor, t: torch.Tensor, **cond) -> torch.Tensor:
-            sigma_ve = t_to_sigma(t.cpu(), schedule).to(x_t.device)[:, None]  # [N, 1]
-            alpha = (1 + sigma_ve**2).rsqrt()  # VP scales of that noise level
-            sigma = sigma_ve * alpha
+            alpha, sigma = schedule.alpha_sigma_at(t, x_t.double())  # VP scales, float64 [N, 1]
             x0 = self.posterior_mean(x_t, alpha, sigma)
             pred = param.convert(x0, x_t.double(), alpha, sigma, "sample", prediction_type)
             return pred.to(x_t.dtype)

@@ -10,14 +10,12 @@ from hwaksan.diffusion.parameterization import check_prediction_type
 from hwaksan.diffusion.reverse import check_variance_type
 from hwaksan.diffusion.schedule import NoiseSchedule
 from hwaksan.sampling import timesteps as ts
-from hwaksan.sampling.ddim import sample_ddim
-from hwaksan.sampling.ddpm import sample_ddpm
 from hwaksan.sampling.denoiser import sigma_denoiser
-from hwaksan.sampling.dpm_solver import sample_dpmpp_2m
-from hwaksan.sampling.euler import sample_euler, sample_heun
+from hwaksan.sampling.hooks import Callback
+from hwaksan.sampling.registry import SamplerSpec, sampler_names, sampler_spec
 
-SAMPLERS: tuple[str, ...] = ("ddpm", "ddim", "dpmpp_2m", "euler", "heun")
-_SIGMA_SAMPLERS = {"euler": sample_euler, "heun": sample_heun, "dpmpp_2m": sample_dpmpp_2m}
+# The built-in samplers' names, for older callers; `registry.sampler_names()` is the live list.
+SAMPLERS: tuple[str, ...] = sampler_names()
 
 
 def check_sample_args(
@@ -30,17 +28,27 @@ def check_sample_args(
     prediction_type: str = "epsilon",
     variance_type: str = "fixed_small",
     use_karras_sigmas: bool = False,
+    start_step: int = 0,
 ) -> None:
     """One clear ValueError for any argument the samplers cannot honour."""
-    if sampler not in SAMPLERS:
-        raise ValueError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
+    spec = sampler_spec(sampler)
     ts.check_steps(steps, spacing, schedule.num_train_timesteps)
     check_prediction_type(prediction_type)
     check_variance_type(variance_type)
-    if use_karras_sigmas and sampler not in _SIGMA_SAMPLERS:
-        raise ValueError(f"use_karras_sigmas needs euler, heun or dpmpp_2m, not {sampler!r}")
-    if eta != 0 and sampler != "ddim":
-        raise ValueError(f"eta is a DDIM option; sampler {sampler!r} does not use it")
+    if use_karras_sigmas and not spec.karras:
+        karras = _one_of([s for s in sampler_names() if sampler_spec(s).karras])
+        raise ValueError(f"use_karras_sigmas needs {karras}, not {sampler!r}")
+    if eta != 0 and "eta" not in spec.options:
+        eta_users = "/".join(s.upper() for s in sampler_names() if "eta" in sampler_spec(s).options)
+        raise ValueError(f"eta is a {eta_users} option; sampler {sampler!r} does not use it")
+    if not 0 <= start_step < steps:
+        raise ValueError(
+            f"start_step must be between 0 and steps - 1 = {steps - 1}, got {start_step}"
+        )
+
+
+def _one_of(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
 
 
 def _initial_noise(
@@ -73,48 +81,55 @@ def sample(
     use_karras_sigmas: bool = False,
     variance_type: str = "fixed_small",
     steps_offset: int = 0,
+    start_step: int = 0,
+    callback: Callback | None = None,
 ) -> torch.Tensor:
     """Draw x0 of `shape` by running `sampler` from x_T (standard normal) for `steps` steps.
 
     `model(x_t, t, **cond)` gets t of shape [B]: int64 for ddpm/ddim/dpmpp_2m, float32 for
     euler/heun (fractional with Karras sigmas). Same settings, same x_T -> same result as
     diffusers' DDPM/DDIM/DPMSolverMultistep/EulerDiscrete/HeunDiscrete schedulers.
+    `start_step` > 0 skips the first steps: x_T is then the VP x_t = alpha x0 + sigma eps at that
+    step's level (`start.noise_to_start`; img2img, SDEdit). `callback` sees every step
+    (`hooks.SamplerStep`); a tensor it returns replaces x.
     """
-    options = dict(
-        prediction_type=prediction_type, variance_type=variance_type,
-        use_karras_sigmas=use_karras_sigmas, eta=eta,
+    options = dict(eta=eta, variance_type=variance_type, generator=generator)
+    check_sample_args(
+        sampler, steps, timestep_spacing, schedule, prediction_type=prediction_type,
+        use_karras_sigmas=use_karras_sigmas, start_step=start_step,
+        eta=eta, variance_type=variance_type,
     )  # fmt: skip
-    check_sample_args(sampler, steps, timestep_spacing, schedule, **options)
-    cond = cond or {}
+    if start_step and x_T is None:
+        raise ValueError("start_step > 0 needs x_T: the x_t to start from")
+    spec, cond = sampler_spec(sampler), cond or {}
 
     def bound(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return model(x_t, t, **cond)
 
     x = _initial_noise(shape, x_T, generator)
-    T = schedule.num_train_timesteps
-    common = dict(prediction_type=prediction_type, clip_sample=clip_sample, progress=progress)
-    if sampler in ("ddpm", "ddim"):
-        timesteps = ts.discrete_timesteps(schedule, steps, timestep_spacing, steps_offset)
-        if sampler == "ddpm":
-            return sample_ddpm(
-                bound,
-                x,
-                timesteps,
-                schedule,
-                variance_type=variance_type,
-                generator=generator,
-                **common,
-            )
-        prev = ts.ddim_prev_timesteps(timesteps, T)
-        return sample_ddim(
-            bound, x, timesteps, prev, schedule, eta=eta, generator=generator, **common
-        )
-
-    tables = ts.dpm_sigmas if sampler == "dpmpp_2m" else ts.euler_sigmas
-    timesteps, sigmas = tables(schedule, steps, timestep_spacing, steps_offset, use_karras_sigmas)
-    x = x * init_noise_sigma(sampler, sigmas, timestep_spacing).to(x.dtype)
+    timesteps, sigmas = spec.table(
+        schedule, steps, timestep_spacing, steps_offset, use_karras_sigmas
+    )
+    common = dict(progress=progress, start_step=start_step, callback=callback)
+    common.update({k: options[k] for k in spec.options})
+    if spec.space == "vp":
+        return spec.fn(
+            bound, x, timesteps, schedule,
+            prediction_type=prediction_type, clip_sample=clip_sample, **common,
+        )  # fmt: skip
+    x = x * _sigma_space_scale(spec, sigmas, timestep_spacing, start_step).to(x.dtype)
     denoise = sigma_denoiser(bound, prediction_type, clip_sample)
-    return _SIGMA_SAMPLERS[sampler](denoise, x, sigmas, timesteps, progress=progress)
+    return spec.fn(denoise, x, sigmas, timesteps, **common)
+
+
+def _sigma_space_scale(
+    spec: SamplerSpec, sigmas: torch.Tensor, spacing: str, start_step: int
+) -> torch.Tensor:
+    """What turns the VP x_t at step `start_step` into a sigma sampler's x = x0 + sigma eps:
+    sqrt(1 + sigma^2), and at step 0 diffusers' `init_noise_sigma` (for parity)."""
+    if start_step == 0:
+        return init_noise_sigma(spec.name, sigmas, spacing)
+    return (1 + sigmas[start_step] ** 2).sqrt()
 
 
 def init_noise_sigma(sampler: str, sigmas: torch.Tensor, spacing: str) -> torch.Tensor:
@@ -124,6 +139,6 @@ def init_noise_sigma(sampler: str, sigmas: torch.Tensor, spacing: str) -> torch.
     sigma_max alone for "linspace"/"trailing" (a 1e-5 relative difference we keep, for parity).
     """
     sigma_max = sigmas.max()
-    if sampler in ("euler", "heun") and spacing in ("linspace", "trailing"):
+    if spacing in sampler_spec(sampler).sigma_max_spacings:
         return sigma_max
     return (1 + sigma_max**2).sqrt()

@@ -44,6 +44,18 @@ def discrete_timesteps(
     return torch.from_numpy(timesteps.round().astype(np.int64))
 
 
+def discrete_table(
+    schedule: NoiseSchedule,
+    steps: int,
+    spacing: str = "leading",
+    steps_offset: int = 0,
+    use_karras_sigmas: bool = False,
+) -> tuple[torch.Tensor, None]:
+    """(int64 timesteps [N], no sigmas): the table of the VP samplers (DDPM, DDIM), in the
+    signature every sampler's table shares (they take no Karras sigmas)."""
+    return discrete_timesteps(schedule, steps, spacing, steps_offset), None
+
+
 def ddim_prev_timesteps(timesteps: torch.Tensor, num_train_timesteps: int) -> torch.Tensor:
     """DDIM's target of each step, t - T // N (diffusers' rule; -1 or below means alpha = 1).
 
@@ -53,30 +65,15 @@ def ddim_prev_timesteps(timesteps: torch.Tensor, num_train_timesteps: int) -> to
     return timesteps - num_train_timesteps // len(timesteps)
 
 
-def sigma_table(schedule: NoiseSchedule) -> torch.Tensor:
-    """sqrt((1 - a) / a) for every t; a zero-SNR step (a = 0) gets a = 2^-24, as in diffusers."""
-    ac = schedule.alphas_cumprod
-    ac = torch.where(ac > 0, ac, torch.full_like(ac, 2.0**-24))
-    return ((1 - ac) / ac).sqrt()
-
-
 def sigma_to_t(sigma: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:
-    """The float timestep of each sigma, interpolating log-sigma between table entries."""
+    """The float timestep of each sigma, interpolating log-sigma between table entries (the
+    inverse of `NoiseSchedule.sigma_at`)."""
     log_sigmas = sigmas.log()
     log_sigma = sigma.clamp(min=1e-10).log()
     low = (log_sigmas[:, None] <= log_sigma[None, :]).long().cumsum(0).argmax(0)
     low = low.clamp(max=len(sigmas) - 2)
     w = ((log_sigmas[low] - log_sigma) / (log_sigmas[low] - log_sigmas[low + 1])).clamp(0, 1)
     return (1 - w) * low + w * (low + 1)
-
-
-def t_to_sigma(t: torch.Tensor, schedule: NoiseSchedule) -> torch.Tensor:
-    """The sigma of a (float) timestep: log-sigma interpolated, the inverse of `sigma_to_t`."""
-    log_sigmas = sigma_table(schedule).log()
-    t = t.to(torch.float64).clamp(0, len(log_sigmas) - 1)
-    low = t.floor().long().clamp(max=len(log_sigmas) - 2)
-    w = t - low
-    return ((1 - w) * log_sigmas[low] + w * log_sigmas[low + 1]).exp()
 
 
 def karras_sigmas(sigma_min: float, sigma_max: float, n: int, rho: float = 7.0) -> torch.Tensor:
@@ -95,7 +92,7 @@ def euler_sigmas(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(float timesteps [N], sigmas [N + 1] ending in 0) of EulerDiscrete/HeunDiscreteScheduler."""
     T = schedule.num_train_timesteps
-    table = sigma_table(schedule)
+    table = schedule.sigma_table()
     timesteps = torch.from_numpy(_spaced(T, steps, spacing, steps_offset, T // steps))
     # Sigmas are interpolated linearly in t (float timesteps fall between table entries).
     sigmas = torch.from_numpy(np.interp(timesteps.numpy(), np.arange(T), table.numpy()))
@@ -114,7 +111,7 @@ def dpm_sigmas(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(int64 timesteps [N], sigmas [N + 1] ending in 0) of DPMSolverMultistepScheduler."""
     T = schedule.num_train_timesteps
-    table = sigma_table(schedule)
+    table = schedule.sigma_table()
     if spacing == "trailing":
         timesteps = _spaced(T, steps, spacing, steps_offset, T // steps)
     else:  # N + 1 points spaced as usual, the last one (t = 0) dropped
