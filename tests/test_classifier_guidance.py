@@ -10,7 +10,6 @@ from hwaksan.diffusion.reverse import p_mean_variance
 from hwaksan.nets.classifier import NoisyClassifier, NoisyClassifierConfig
 from hwaksan.sampling import timesteps as ts
 from hwaksan.sampling.classifier_guidance import (
-    alpha_sigma_at,
     class_log_prob_grad,
     classifier_guidance,
 )
@@ -30,7 +29,7 @@ def _true_classifier(schedule):
     """The exact p(k | x_t) of the mixture's components: a perfect noise-aware classifier."""
 
     def classifier(x_t, t):
-        alpha, sigma = alpha_sigma_at(schedule, t, x_t)
+        alpha, sigma = schedule.alpha_sigma_at(t, x_t)
         return MIXTURE.log_responsibilities(x_t, alpha[:, 0], sigma[:, 0]).to(x_t.dtype)
 
     return classifier

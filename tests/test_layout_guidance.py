@@ -23,7 +23,6 @@ from hwaksan.guidance.layout import (
 from hwaksan.nets import build_unet
 from hwaksan.nets.text.mini_clip import MiniCLIPTextConfig, MiniCLIPTextModel
 from hwaksan.pipeline import Pipeline
-from hwaksan.sampling.classifier_guidance import alpha_sigma_at
 
 PROMPT = "a red circle to the left of a blue square"
 
@@ -132,7 +131,7 @@ def test_guided_x0_moves_down_the_normalised_gradient_and_only_early(unet, encod
         unet(x_in, t, **cond)
     energy = relation_energy(rec.maps, rels, 0.5)
     (grad,) = torch.autograd.grad(energy.sum(), x_in)
-    alpha, sigma = alpha_sigma_at(schedule, t, x)
+    alpha, sigma = schedule.alpha_sigma_at(t, x)
     with torch.no_grad():
         x0 = param.to_x0(unet(x, t, **cond), x, alpha, sigma, "v_prediction")
         got = param.to_x0(guided(x, t, **cond), x, alpha, sigma, "v_prediction")

@@ -23,7 +23,6 @@ from hwaksan.diffusion import parameterization as param
 from hwaksan.diffusion.schedule import NoiseSchedule
 from hwaksan.errors import HwaksanError
 from hwaksan.guidance.attention_maps import CrossAttentionMaps
-from hwaksan.sampling.classifier_guidance import alpha_sigma_at
 
 # The default strength of `hwaksan generate --relation`, chosen on prompts the prompt score does not
 # use (`benchmarks/prompt_score.py --layout-scale`).
@@ -102,7 +101,7 @@ def layout_guidance(
             energy = relation_energy(recorder.maps, relations, margin)  # (B,)
             total = energy.sum()
             (grad,) = torch.autograd.grad(total, x_in) if total.requires_grad else (x * 0,)
-        alpha, sigma = alpha_sigma_at(schedule, t, x)
+        alpha, sigma = schedule.alpha_sigma_at(t, x)
         x0 = param.to_x0(pred, x, alpha, sigma, prediction_type)
         rms = grad.float().pow(2).mean(tuple(range(1, grad.ndim)), keepdim=True).sqrt()
         violation = (energy.detach().sqrt() / margin).clamp(max=1).reshape(rms.shape)

@@ -37,13 +37,6 @@ def class_log_prob_grad(
     return grad.to(x_t.dtype)
 
 
-def alpha_sigma_at(
-    schedule: NoiseSchedule, t: torch.Tensor, like: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """VP (alpha_t, sigma_t) at each (possibly fractional) t: `NoiseSchedule.alpha_sigma_at`."""
-    return schedule.alpha_sigma_at(t, like)
-
-
 def classifier_guidance(
     model: Callable[..., torch.Tensor],
     classifier: nn.Module | Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
