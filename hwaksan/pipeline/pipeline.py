@@ -19,6 +19,7 @@ from hwaksan.diffusion.schedule import NoiseSchedule
 from hwaksan.errors import HwaksanError
 from hwaksan.guidance.layout import LAYOUT_SCALE
 from hwaksan.images import to_pil
+from hwaksan.pipeline.adapters import AdapterLoaders
 from hwaksan.pipeline.conditioners import ClassLabels, Prompts
 from hwaksan.pipeline.guides import ClassifierFreeGuidance, ClassifierGuidance, LayoutGuidance
 from hwaksan.pipeline.parts import Part, Plan, check_inputs
@@ -31,13 +32,14 @@ def default_parts() -> list[Part]:
 
 
 @dataclass
-class Pipeline:
+class Pipeline(AdapterLoaders):
     """A denoising network, its schedule and how to sample it: `generate(n, ...)` makes images.
 
     Optional components: an `autoencoder` (latent models: the sampler makes latents of
     `sample_shape`, decoded as `autoencoder.decode(latents / latent_scale)`), a `text_encoder`
     (text models: prompts become cross-attention context) and a noise-aware `classifier`
     (classifier guidance). `parts` read `generate`'s named inputs; append one to add a feature.
+    Adapter folders (LoRA, textual inversion) load onto it: `AdapterLoaders`.
     """
 
     unet: nn.Module
