@@ -76,8 +76,8 @@ def test_a_lora_on_the_unet_equals_its_merged_weights():
     x, t = torch.randn(2, 3, 8, 8), torch.tensor([10, 50])
     context = torch.randn(2, 4, 16)
     with torch.no_grad():
-        torch.testing.assert_close(unet(x, t, context=context), merged(x, t, context=context),
-                                   rtol=1e-3, atol=1e-3)  # fmt: skip (fused vs SDPA paths)
+        ours, by_hand = unet(x, t, context=context), merged(x, t, context=context)
+    torch.testing.assert_close(ours, by_hand, rtol=1e-3, atol=1e-3)  # fused vs SDPA paths differ
 
 
 def test_lora_folder_round_trip_onto_a_fresh_base(tmp_path):
