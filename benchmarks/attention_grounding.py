@@ -46,7 +46,7 @@ def inside_share(pipe, n: int, seed: int) -> dict:
         pipe.autoencoder.encode_latents(images) * pipe.latent_scale)  # fmt: skip
     grounding = TokenGrounding(shapes_object_masks(scenes), pipe.text_encoder.tokenize,
                                mention_phrases)  # fmt: skip
-    cond = pipe._encode_prompts(prompts)
+    cond = pipe.encode_prompt(prompts)
     L = cond["context"].shape[1]
     token_objects, masks = grounding.targets(prompts, torch.arange(n), L)
     valid = token_objects.sum(-1) > 0  # (n, L)

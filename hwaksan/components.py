@@ -4,12 +4,15 @@ A saveable network has `.config` (with `to_dict()`) and a classmethod `from_conf
 class is listed here by name, so a folder's `config.json` can say what to build without pickles.
 A module with the class attribute `persistent_weights = False` (a frozen encoder that loads its
 own weights, e.g. from an installed package) is rebuilt from its config alone.
+Every folder kind (`KINDS`) is written by `write_folder` and its config read by `read_folder`.
 """
 
 from __future__ import annotations
 
 import importlib
 import json
+import os
+import shutil
 from pathlib import Path
 
 import torch
@@ -31,17 +34,65 @@ CLASSES: dict[str, str] = {
 }
 
 
-def read_folder_config(folder: Path, model_kind: str, what: str, format_version: int = 1) -> dict:
-    """`folder/config.json`, checked to describe `what` (its "model_kind") in a format version
-    this hwaksan reads; one-line errors otherwise."""
+# model_kind -> (what a folder of that kind holds, how to load it): the one list of folder kinds
+KINDS: dict[str, tuple[str, str]] = {
+    "hwaksan.diffusion": ("a hwaksan model", "load it with hk.load"),
+    "hwaksan.classifier": (
+        "a noise-aware classifier",
+        "load it with hk.load_classifier, or guide a model with hk.load(model, classifier=...)",
+    ),
+    "hwaksan.autoencoder": ("an autoencoder", "load it with hk.load_autoencoder"),
+    "hwaksan.mini_clip": ("a mini-CLIP", "load it with hk.load_text_encoder"),
+    "hwaksan.adapter": (
+        "an adapter",
+        "load it onto a model with pipe.load_lora_weights or pipe.load_textual_inversion",
+    ),
+}
+
+
+def write_folder(
+    path: str | Path,
+    config: dict,
+    weights: dict[str, nn.Module | dict[str, torch.Tensor]],
+    dtype: torch.dtype = torch.float32,
+) -> Path:
+    """`config.json` + one `<name>.safetensors` per entry of `weights` (floating tensors in
+    `dtype`), written into a fresh temporary folder that then takes the place of `path` whole:
+    a reader never sees half a folder. The one writer of every folder kind."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for name, module in weights.items():
+        save_weights(module, tmp / f"{name}.safetensors", dtype)
+    (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    for file in tmp.iterdir():  # safetensors writes owner-only files; a model is for everyone
+        file.chmod(0o644)
+    old = path.with_name(f".{path.name}.old{os.getpid()}")
+    if path.exists():
+        os.replace(path, old)
+    os.replace(tmp, path)
+    shutil.rmtree(old, ignore_errors=True)
+    return path
+
+
+def read_folder(folder: Path, model_kind: str, format_version: int = 1) -> dict:
+    """`folder/config.json`, checked to be of `model_kind` in a format version this hwaksan
+    reads; one-line errors otherwise, naming what the folder holds and its loader. The one reader
+    of every folder kind."""
     path = folder / "config.json"
+    what = KINDS[model_kind][0]
     if not path.exists():
         raise HwaksanError(f"{folder} is not {what} folder: config.json is missing")
     try:
         config = json.loads(path.read_text())
     except (ValueError, UnicodeDecodeError) as e:
         raise HwaksanError(f"{path} is not valid JSON ({e})") from e
-    if not isinstance(config, dict) or config.get("model_kind") != model_kind:
+    kind = config.get("model_kind") if isinstance(config, dict) else None
+    if kind != model_kind and kind in KINDS:
+        other, how = KINDS[kind]
+        raise HwaksanError(f"{path} is not {what} config: {folder} holds {other}; {how}")
+    if kind != model_kind:
         raise HwaksanError(f"{path} is not {what} config (its model_kind is not {model_kind!r})")
     if config.get("format_version", 0) > format_version:
         raise HwaksanError(f"{path} was written by a newer hwaksan; upgrade to load it")
@@ -92,23 +143,32 @@ def has_weights(module: nn.Module) -> bool:
     return getattr(module, "persistent_weights", True)
 
 
-def save_weights(module: nn.Module, path: Path, dtype: torch.dtype = torch.float32) -> None:
-    """The module's state dict as safetensors; floating tensors cast to `dtype`."""
+def save_weights(
+    module: nn.Module | dict[str, torch.Tensor], path: Path, dtype: torch.dtype = torch.float32
+) -> None:
+    """The module's state dict (or a dict of tensors) as safetensors; floating tensors cast to
+    `dtype`."""
+    state = module.state_dict() if isinstance(module, nn.Module) else module
     weights = {
         k: (v.to(dtype) if v.is_floating_point() else v).detach().cpu().contiguous()
-        for k, v in module.state_dict().items()
+        for k, v in state.items()
     }
     save_file(weights, str(path))
 
 
-def load_weights(module: nn.Module, path: Path, folder: Path) -> None:
-    """Load safetensors into `module`, with one-line errors for missing, corrupt or misfit files."""
+def read_tensors(path: Path, folder: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file, with one-line errors for a missing or corrupt file."""
     if not path.exists():
         raise HwaksanError(f"{folder} has no {path.name}: the model's weights are missing")
     try:
-        weights = load_file(str(path))
+        return load_file(str(path))
     except Exception as e:  # safetensors raises its own error types for corrupt files
         raise HwaksanError(f"{path} is not a readable safetensors file ({e})") from e
+
+
+def load_weights(module: nn.Module, path: Path, folder: Path) -> None:
+    """Load safetensors into `module`, with one-line errors for missing, corrupt or misfit files."""
+    weights = read_tensors(path, folder)
     try:
         module.load_state_dict(weights)
     except RuntimeError as e:

@@ -14,7 +14,6 @@ be blown up by the sampler's first step, which multiplies any eps error by ~sigm
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -141,20 +140,20 @@ def _rename_legacy_keys(classifier: NoisyClassifier, state_dict: dict, prefix: s
 MODEL_KIND = "hwaksan.classifier"
 
 
+FORMAT_VERSION = 1
+WEIGHTS = "classifier"  # classifier.safetensors
+
+
 def save_classifier(
     classifier: NoisyClassifier, path: str | Path, dtype: torch.dtype = torch.float32, **info
 ) -> Path:
-    """Write `config.json` (the network config, plus JSON `info`) and `classifier.safetensors`."""
-    from hwaksan.components import save_weights
+    """Write `config.json` (the network config, plus JSON `info`) and `classifier.safetensors`,
+    atomically."""
+    from hwaksan.components import write_folder
 
-    path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
-    config = {"model_kind": MODEL_KIND, "config": classifier.config.to_dict(), **info}
-    save_weights(classifier, path / "classifier.safetensors", dtype)
-    (path / "config.json").write_text(json.dumps(config, indent=2))
-    for file in path.iterdir():  # safetensors writes owner-only files; a model is for everyone
-        file.chmod(0o644)
-    return path
+    config = {"model_kind": MODEL_KIND, "format_version": FORMAT_VERSION}
+    config.update(config=classifier.config.to_dict(), **info)
+    return write_folder(path, config, {WEIGHTS: classifier}, dtype)
 
 
 def load_classifier(
@@ -162,16 +161,16 @@ def load_classifier(
 ) -> NoisyClassifier:
     """A noise-aware classifier from a shipped name ("digits_classifier_noisy") or a folder, in
     eval mode and frozen (guidance differentiates it with respect to x_t only)."""
-    from hwaksan.components import load_weights, read_folder_config
+    from hwaksan.components import load_weights, read_folder
     from hwaksan.registry import resolve
 
     folder = resolve(name_or_path)
     path = folder / "config.json"
-    saved = read_folder_config(folder, MODEL_KIND, "a noise-aware classifier")
+    saved = read_folder(folder, MODEL_KIND, FORMAT_VERSION)
     try:
         classifier = NoisyClassifier(NoisyClassifierConfig.from_dict(saved["config"]))
     except (TypeError, ValueError, KeyError) as e:
         raise HwaksanError(f"{path} has an invalid classifier config ({e})") from e
-    load_weights(classifier, folder / "classifier.safetensors", folder)
+    load_weights(classifier, folder / f"{WEIGHTS}.safetensors", folder)
     device = torch.device(device or "cpu")
     return classifier.to(device).eval().requires_grad_(False)

@@ -3,9 +3,6 @@ its config) + `autoencoder.safetensors`. Nothing is pickled."""
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
 from pathlib import Path
 
 import torch
@@ -14,8 +11,8 @@ from hwaksan.components import (
     build_component,
     component_spec,
     load_weights,
-    read_folder_config,
-    save_weights,
+    read_folder,
+    write_folder,
 )
 from hwaksan.errors import HwaksanError
 from hwaksan.registry import WEIGHTS_DIR
@@ -24,7 +21,7 @@ from .base import AutoencoderBase
 
 MODEL_KIND = "hwaksan.autoencoder"
 FORMAT_VERSION = 1
-WEIGHTS_FILE = "autoencoder.safetensors"
+WEIGHTS = "autoencoder"  # autoencoder.safetensors
 # shipped names -> one line on what each is (README has their measured scores)
 SHIPPED: dict[str, str] = {
     "autoencoder_kl": "KL autoencoder, 64 px shapes world (1-3 objects), f = 4, 4 latent channels",
@@ -36,22 +33,12 @@ def save_autoencoder(
     model: AutoencoderBase, path: str | Path, info: dict | None = None, dtype=torch.float16
 ) -> Path:
     """Write the folder atomically (a temporary folder renamed whole); `info` goes in as "data"."""
-    path = Path(path)
     config = {"model_kind": MODEL_KIND, "format_version": FORMAT_VERSION}
     config.update(component_spec(model))
     config["downsample_factor"] = model.downsample_factor
     config["latent_shape"] = list(model.latent_shape)
     config["data"] = info or {}
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    save_weights(model, tmp / WEIGHTS_FILE, dtype)
-    (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-    for file in tmp.iterdir():  # safetensors writes owner-only files; a model is for everyone
-        file.chmod(0o644)
-    shutil.rmtree(path, ignore_errors=True)
-    os.replace(tmp, path)
-    return path
+    return write_folder(path, config, {WEIGHTS: model}, dtype)
 
 
 def resolve_autoencoder(name_or_path: str | Path) -> Path:
@@ -70,7 +57,7 @@ def resolve_autoencoder(name_or_path: str | Path) -> Path:
 
 def read_autoencoder_config(folder: Path) -> dict:
     """config.json of an autoencoder folder, checked to be one."""
-    return read_folder_config(folder, MODEL_KIND, "an autoencoder", FORMAT_VERSION)
+    return read_folder(folder, MODEL_KIND, FORMAT_VERSION)
 
 
 def load_autoencoder(name_or_path: str | Path, device: str | torch.device = "cpu"):
@@ -80,5 +67,5 @@ def load_autoencoder(name_or_path: str | Path, device: str | torch.device = "cpu
     model = build_component(config, folder)
     if not isinstance(model, AutoencoderBase):
         raise HwaksanError(f"{folder}/config.json names {config['class']}, not an autoencoder")
-    load_weights(model, folder / WEIGHTS_FILE, folder)
+    load_weights(model, folder / f"{WEIGHTS}.safetensors", folder)
     return model.float().to(device).eval()

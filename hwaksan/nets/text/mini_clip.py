@@ -9,10 +9,7 @@ A folder holds `config.json` ("model_kind": "hwaksan.mini_clip") and `model.safe
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,7 +24,8 @@ from hwaksan.nets.text.base import MINI_CLIP_KIND, TextEncoder, TextEncoding
 from hwaksan.nets.text.tokenizer import WordTokenizer
 from hwaksan.nets.tokens import to_tokens
 
-WEIGHTS = "model.safetensors"
+WEIGHTS = "model"  # model.safetensors
+FORMAT_VERSION = 1
 
 
 @dataclass
@@ -227,37 +225,23 @@ def save_mini_clip(
     model: MiniCLIP, folder: str | Path, info: dict | None = None, dtype=torch.float32
 ) -> Path:
     """Write `config.json` + `model.safetensors` (atomically: a temporary folder renamed)."""
-    from hwaksan.components import save_weights
+    from hwaksan.components import write_folder
 
-    folder = Path(folder)
-    tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    config = {"model_kind": MINI_CLIP_KIND, "config": model.config.to_dict(), "info": info or {}}
-    (tmp / "config.json").write_text(json.dumps(config, indent=1))
-    save_weights(model, tmp / WEIGHTS, dtype)
-    shutil.rmtree(folder, ignore_errors=True)
-    tmp.rename(folder)
-    return folder
+    config = {"model_kind": MINI_CLIP_KIND, "format_version": FORMAT_VERSION}
+    config.update(config=model.config.to_dict(), info=info or {})
+    return write_folder(folder, config, {WEIGHTS: model}, dtype)
 
 
 def load_mini_clip(name_or_path: str | Path = "mini_clip") -> MiniCLIP:
     """A saved mini-CLIP (float32, eval mode): "mini_clip" (the shipped one) or a folder."""
-    from hwaksan.components import load_weights
+    from hwaksan.components import load_weights, read_folder
     from hwaksan.registry import WEIGHTS_DIR
 
     folder = WEIGHTS_DIR / "mini_clip" if str(name_or_path) == "mini_clip" else Path(name_or_path)
-    path = folder / "config.json"
-    if not path.is_file():
-        raise HwaksanError(f"{folder} is not a mini-CLIP folder (no config.json)")
+    saved = read_folder(folder, MINI_CLIP_KIND, FORMAT_VERSION)
     try:
-        saved = json.loads(path.read_text())
         model = MiniCLIP(MiniCLIPConfig.from_dict(saved["config"]))
     except (ValueError, KeyError, TypeError) as e:
-        raise HwaksanError(f"{path} is not a valid mini-CLIP config ({e})") from e
-    if saved.get("model_kind") != MINI_CLIP_KIND:
-        raise HwaksanError(
-            f"{path} is not a mini-CLIP config (model_kind {saved.get('model_kind')!r})"
-        )
-    load_weights(model, folder / WEIGHTS, folder)
+        raise HwaksanError(f"{folder / 'config.json'} is not a valid mini-CLIP config ({e})") from e
+    load_weights(model, folder / f"{WEIGHTS}.safetensors", folder)
     return model.float().eval()
