@@ -71,3 +71,20 @@ def test_an_appended_part_reads_its_input_and_wraps_each_batch():
 def test_an_input_no_part_reads_is_a_one_line_error_naming_what_the_model_reads():
     with pytest.raises(HwaksanError, match="unknown input.*'promt'.*reads class_labels, "):
         _pipe().generate(1, promt="a red circle")
+
+
+def test_a_callback_sees_every_step_of_every_batch_and_may_replace_x():
+    pipe = _pipe()
+    seen = []
+    plain = pipe.generate(3, seed=1, batch_size=2, output_type="pt")
+
+    def watch(step):
+        seen.append((step.index, step.x.shape[0]))
+
+    same = pipe.generate(3, seed=1, batch_size=2, output_type="pt", callback=watch)
+    assert torch.equal(plain, same)  # watching changes nothing
+    assert seen == [(0, 2), (1, 2), (2, 2), (0, 1), (1, 1), (2, 1)]  # 3 steps, batches of 2 + 1
+    pinned = pipe.generate(2, seed=1, output_type="pt", callback=lambda step: step.x * 0)
+    assert torch.equal(pinned, torch.zeros_like(pinned))  # the last step's x replaced by zeros
+    with pytest.raises(HwaksanError, match="callback must be a function"):
+        pipe.generate(1, callback=3)

@@ -2,6 +2,7 @@
 
 from hwaksan.pipeline.conditioners import ClassLabels, Prompts
 from hwaksan.pipeline.guides import ClassifierFreeGuidance, ClassifierGuidance, LayoutGuidance
+from hwaksan.pipeline.hooks import StepCallback
 from hwaksan.pipeline.parts import Part, Plan
 from hwaksan.pipeline.pipeline import Pipeline, default_parts
 
@@ -15,4 +16,5 @@ __all__ = [
     "ClassifierFreeGuidance",
     "ClassifierGuidance",
     "LayoutGuidance",
+    "StepCallback",
 ]
