@@ -12,6 +12,7 @@ through the U-Net, so its case also runs the attention kernel's backward.
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import time
 from datetime import datetime, timezone
@@ -73,6 +74,7 @@ def main() -> None:
     ap.add_argument("mode", choices=["save", "compare"])
     ap.add_argument("file")
     ap.add_argument("--cases", default=",".join(CASES), help="comma list of case names")
+    ap.add_argument("--name", default="shipped_outputs", help="results/<name>.md and .json")
     args = ap.parse_args()
     torch.set_num_threads(1)
     names = args.cases.split(",")
@@ -98,7 +100,9 @@ def main() -> None:
         print(lines[-1], flush=True)
     stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
     lines += ["", f"{platform.machine()}, torch {torch.__version__}, {stamp}"]
-    write_report("shipped_outputs", lines, rows)
+    kernels = "off" if os.environ.get("HWAKSAN_FUSED_KERNELS") == "0" else "on"
+    lines.insert(-1, f"fused kernels {kernels}; reference: {args.file}")
+    write_report(args.name, lines, rows)
 
 
 if __name__ == "__main__":
