@@ -149,3 +149,12 @@ class _WrongBackward:
 def test_the_attention_check_catches_a_backward_wrong_at_one_shipped_shape():
     with pytest.raises(RuntimeError, match=r"backward differs from SDPA .*\(1, 16, 4, 32\)"):
         checks.check_attention(_WrongBackward(kernels.attention()))
+
+
+@pytest.mark.parametrize("mode", [torch.no_grad, torch.inference_mode])
+def test_checks_pass_when_first_reached_while_sampling(mode):
+    """A kernel is first loaded inside `generate` (no_grad / inference_mode): the check's
+    reference gradients must still work there, or the kernel would be dropped for nothing."""
+    with mode():
+        checks.check_attention(kernels.attention())
+        checks.check_group_norm(kernels.group_norm())

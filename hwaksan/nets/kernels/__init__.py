@@ -113,8 +113,10 @@ def _build_lock(build_dir: Path, name: str):
 def _build_key(source: Path) -> str:
     """What a build depends on, hashed into its cache name: the CPU (-march=native), the kernel's
     source, the compile flags, and the torch install it links against (two environments on one
-    machine then keep their own builds instead of rebuilding over each other's)."""
-    parts = [_cpu_tag(), source.read_text(), " ".join(_FLAGS), torch.__version__, sys.prefix]
+    machine then keep their own builds instead of rebuilding over each other's), and the source's
+    path (ninja rebuilds when the command names another file: two clones would take turns)."""
+    parts = [_cpu_tag(), source.read_text(), " ".join(_FLAGS), torch.__version__, sys.prefix,
+             str(source.resolve())]  # fmt: skip
     return hashlib.sha1("\n".join(parts).encode()).hexdigest()[:12]
 
 

@@ -8,6 +8,7 @@ change what a seeded run samples next.
 
 from __future__ import annotations
 
+import contextlib
 from types import ModuleType
 
 import torch
@@ -25,6 +26,27 @@ TOLERANCE = dict(atol=2e-4, rtol=2e-4)
 
 def check_attention(ops: ModuleType) -> None:
     """Forward and backward against F.scaled_dot_product_attention at ATTENTION_SHAPES."""
+    with _autograd_on():
+        _check_attention(ops)
+
+
+def check_group_norm(ops: ModuleType) -> None:
+    """Forward and backward against F.group_norm (+ add, per-sample affine, SiLU) at
+    GROUP_NORM_SHAPES, each with and without the add and the SiLU."""
+    with _autograd_on():
+        _check_group_norm(ops)
+
+
+def _autograd_on():
+    """The references' gradients need autograd, also when the first use of a kernel comes
+    inside `torch.no_grad()` or `torch.inference_mode()` (sampling)."""
+    stack = contextlib.ExitStack()
+    stack.enter_context(torch.inference_mode(False))
+    stack.enter_context(torch.enable_grad())
+    return stack
+
+
+def _check_attention(ops: ModuleType) -> None:
     gen = torch.Generator().manual_seed(0)
     for B, N, heads, d in ATTENTION_SHAPES:
         qkv = torch.randn(B, N, 3, heads, d, generator=gen).requires_grad_()  # (B, N, 3, h, d)
@@ -38,9 +60,7 @@ def check_attention(ops: ModuleType) -> None:
         _same(dqkv, want, "backward", "SDPA", (B, N, heads, d))
 
 
-def check_group_norm(ops: ModuleType) -> None:
-    """Forward and backward against F.group_norm (+ add, per-sample affine, SiLU) at
-    GROUP_NORM_SHAPES, each with and without the add and the SiLU."""
+def _check_group_norm(ops: ModuleType) -> None:
     gen = torch.Generator().manual_seed(0)
     for i, (B, N, C, groups) in enumerate(GROUP_NORM_SHAPES):
         x, dz = (torch.randn(B, N, C, generator=gen) for _ in range(2))  # (B, N, C)
