@@ -182,3 +182,21 @@ def test_relations_on_a_model_without_text_is_a_one_line_error():
                     prediction_type="epsilon")  # fmt: skip
     with pytest.raises(HwaksanError, match="not one"):
         pipe.generate(1, relations=[("a", "left of", "b")], layout_scale=1.0)
+
+
+def test_layout_guidance_on_the_shipped_64px_model_with_the_kernels_on():
+    """The README's headline: layout guidance through the shipped model's U-Net, whose middle
+    runs 16 tokens of 32-wide heads (d > N) through the attention kernel's backward; that
+    shape once corrupted the heap and ended the process with a segmentation fault."""
+    import hwaksan as hk
+    from hwaksan.nets import kernels
+
+    pipe = hk.load("shapes_t2i_64")
+    rel = [("red circle", "left of", "blue square")]
+    kwargs = dict(prompt=PROMPT, steps=2, seed=0, output_type="pt", layout_scale=5.0)
+    guided = pipe.generate(1, relations=rel, **kwargs)
+    plain = pipe.generate(1, **kwargs)
+    assert guided.shape == (1, 3, 64, 64) and torch.isfinite(guided).all()
+    assert not torch.allclose(guided, plain, atol=1e-3)  # the guide ran and moved the image
+    if kernels.enabled():
+        assert kernels.attention() is not None and kernels.group_norm() is not None

@@ -178,6 +178,6 @@ def test_a_kernel_that_fails_its_check_is_not_used(monkeypatch):
     def broken(ops):
         raise RuntimeError("Float Brgemm is only supported on X64")
 
-    monkeypatch.setattr(kernels, "_check_attention", broken)
+    monkeypatch.setattr(kernels.checks, "check_attention", broken)
     with pytest.warns(UserWarning, match="fused attention kernel unavailable.*Brgemm"):
         assert kernels.attention.__wrapped__() is None

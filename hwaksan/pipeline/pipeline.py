@@ -78,8 +78,8 @@ class Pipeline(AdapterLoaders):
     @torch.no_grad()
     def generate(
         self, n: int, sampler: str | None = None, steps: int | None = None, seed: int = 0,
-        eta: float = 0.0, progress: bool = False, output_type: str = "pil", batch_size: int = 64,
-        **inputs: Any,
+        eta: float = 0.0, progress: bool | None = None, output_type: str = "pil",
+        batch_size: int = 64, **inputs: Any,
     ) -> list[Image.Image] | torch.Tensor:  # fmt: skip
         """n images from seed `seed` (same seed, same images whatever `batch_size`).
 
@@ -87,7 +87,8 @@ class Pipeline(AdapterLoaders):
         `guidance_scale` (classifier-free, Ho & Salimans 2022), `classifier_scale` (Dhariwal &
         Nichol 2021), `relations` and `layout_scale` (`guidance.layout`), `callback` (each
         sampler step, `pipeline.hooks`); see each part.
-        `output_type` "pil" gives PIL images, "pt" a [n, C, H, W] tensor in [-1, 1].
+        `output_type` "pil" gives PIL images, "pt" a [n, C, H, W] tensor in [-1, 1]; `progress`
+        None shows a bar when stderr is a terminal, False never.
         """
         from hwaksan.sampling import sample
         from hwaksan.sampling.denoiser import mean_prediction

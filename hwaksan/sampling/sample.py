@@ -12,6 +12,7 @@ from hwaksan.diffusion.schedule import NoiseSchedule
 from hwaksan.sampling import timesteps as ts
 from hwaksan.sampling.denoiser import sigma_denoiser
 from hwaksan.sampling.hooks import Callback
+from hwaksan.sampling.progress import show_progress
 from hwaksan.sampling.registry import SamplerSpec, sampler_names, sampler_spec
 
 # The built-in samplers' names, for older callers; `registry.sampler_names()` is the live list.
@@ -77,7 +78,7 @@ def sample(
     x_T: torch.Tensor | None = None,
     clip_sample: float | None = None,
     cond: dict | None = None,
-    progress: bool = False,
+    progress: bool | None = None,
     use_karras_sigmas: bool = False,
     variance_type: str = "fixed_small",
     steps_offset: int = 0,
@@ -91,7 +92,7 @@ def sample(
     diffusers' DDPM/DDIM/DPMSolverMultistep/EulerDiscrete/HeunDiscrete schedulers.
     `start_step` > 0 skips the first steps: x_T is then the VP x_t = alpha x0 + sigma eps at that
     step's level (`start.noise_to_start`; img2img, SDEdit). `callback` sees every step
-    (`hooks.SamplerStep`); a tensor it returns replaces x.
+    (`hooks.SamplerStep`); a tensor it returns replaces x. `progress` None: a bar at a terminal.
     """
     options = dict(eta=eta, variance_type=variance_type, generator=generator)
     check_sample_args(
@@ -110,7 +111,7 @@ def sample(
     timesteps, sigmas = spec.table(
         schedule, steps, timestep_spacing, steps_offset, use_karras_sigmas
     )
-    common = dict(progress=progress, start_step=start_step, callback=callback)
+    common = dict(progress=show_progress(progress), start_step=start_step, callback=callback)
     common.update({k: options[k] for k in spec.options})
     if spec.space == "vp":
         return spec.fn(

@@ -22,7 +22,8 @@ from pathlib import Path
 from types import ModuleType
 
 import torch
-import torch.nn.functional as F
+
+from hwaksan.nets.kernels import checks
 
 _FLAGS = ["-O3", "-march=native", "-ffast-math", "-fopenmp"]  # compile only: no crtfastmath link
 
@@ -35,13 +36,13 @@ def enabled() -> bool:
 @cache
 def group_norm() -> ModuleType | None:
     """`group_norm.cpp` compiled (forward, backward): GroupNorm + conditioning + SiLU, or None."""
-    return _build("group_norm", _check_group_norm)
+    return _build("group_norm", checks.check_group_norm)
 
 
 @cache
 def attention() -> ModuleType | None:
     """`attention.cpp` compiled (forward, backward): fp32 self-attention on a fused qkv, or None."""
-    return _build("attention", _check_attention)
+    return _build("attention", checks.check_attention)
 
 
 def _build(name: str, check: Callable[[ModuleType], None]) -> ModuleType | None:
@@ -109,29 +110,13 @@ def _build_lock(build_dir: Path, name: str):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _check_group_norm(ops: ModuleType) -> None:
-    """One small forward against F.group_norm + F.silu."""
-    x, w, b = torch.randn(2, 6, 4), torch.randn(2, 4), torch.randn(2, 4)  # (B, N, C), (B, C)
-    z, _, _ = ops.forward(x, w, b, torch.empty(0), 2, 1e-5, True)
-    y = F.group_norm(x.transpose(1, 2), 2, eps=1e-5).transpose(1, 2) * w[:, None] + b[:, None]
-    if not torch.allclose(z, F.silu(y), atol=1e-4, rtol=1e-4):
-        raise RuntimeError("its result differs from F.group_norm on this machine")
-
-
-def _check_attention(ops: ModuleType) -> None:
-    """One small forward against F.scaled_dot_product_attention (the brgemm call included)."""
-    qkv = torch.randn(2, 5, 3, 2, 4)  # (B, N, 3, heads, d)
-    out, _ = ops.forward(qkv)
-    q, k, v = (t.transpose(1, 2) for t in qkv.unbind(2))
-    if not torch.allclose(out, F.scaled_dot_product_attention(q, k, v).transpose(1, 2), atol=1e-5):
-        raise RuntimeError("its result differs from SDPA on this machine")
-
-
 def _build_key(source: Path) -> str:
     """What a build depends on, hashed into its cache name: the CPU (-march=native), the kernel's
     source, the compile flags, and the torch install it links against (two environments on one
-    machine then keep their own builds instead of rebuilding over each other's)."""
-    parts = [_cpu_tag(), source.read_text(), " ".join(_FLAGS), torch.__version__, sys.prefix]
+    machine then keep their own builds instead of rebuilding over each other's), and the source's
+    path (ninja rebuilds when the command names another file: two clones would take turns)."""
+    parts = [_cpu_tag(), source.read_text(), " ".join(_FLAGS), torch.__version__, sys.prefix,
+             str(source.resolve())]  # fmt: skip
     return hashlib.sha1("\n".join(parts).encode()).hexdigest()[:12]
 
 
