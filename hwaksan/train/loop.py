@@ -263,11 +263,7 @@ def _train_step(s: LoopState) -> dict:
         group["lr"] = lr
     loss, logs, batch = _accumulate(s)
     if not math.isfinite(loss):
-        last = ckpt.read_latest_name(s.ckpt_root) or "none saved yet"
-        raise HwaksanError(
-            f"the loss became {loss} at step {s.step}; stopped with the last good checkpoint "
-            f"({last}) kept - try a lower --lr, gradient clipping, or fp32 instead of --bf16"
-        )
+        _stop_on_nonfinite(s, loss)
     if s.config.grad_clip:
         logs["grad_norm"] = float(
             torch.nn.utils.clip_grad_norm_(s.trainable.parameters(), s.config.grad_clip)
@@ -279,6 +275,19 @@ def _train_step(s: LoopState) -> dict:
     logs.update(s.recipe.extra_step(batch, s.step))
     s.recipe.after_step(s.raw_model, s.step)
     return {"loss": loss, "lr": lr, **logs}
+
+
+def _stop_on_nonfinite(s: LoopState, loss: float) -> None:
+    """Stop with a one-line error naming the last good checkpoint: the newest whose weights gave
+    a finite loss (a checkpoint of the weights that just gave `loss` is marked as not good)."""
+    if s.rt.is_main:
+        ckpt.mark_nonfinite(s.ckpt_root, s.step)
+    good = [p for p in ckpt.checkpoint_folders(s.ckpt_root) if not (p / ckpt.NONFINITE).exists()]
+    last = good[0].name if good else "none saved yet"
+    raise HwaksanError(
+        f"the loss became {loss} at step {s.step}; stopped with the last good checkpoint "
+        f"({last}) kept - try a lower --lr, gradient clipping, or fp32 instead of --bf16"
+    )
 
 
 def _agree(flag: bool, rt: Runtime) -> bool:
