@@ -9,7 +9,6 @@ complete checkpoint. Nothing is ever pickled.
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import random
@@ -23,6 +22,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from hwaksan.components import DISK_FULL, disk_full_message
 from hwaksan.errors import HwaksanError
 
 LATEST = "latest"
@@ -82,18 +82,6 @@ def save_checkpoint(
     write_atomic(root / LATEST, final.name)
     _prune(root, keep, final.name)
     return final
-
-
-DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
-
-
-def disk_full_message(folder: Path, needed: int) -> str:
-    """One sentence for a full disk: the folder, the space it needs, the space there is."""
-    free = shutil.disk_usage(folder).free if folder.exists() else 0
-    return (
-        f"the disk holding {folder} is full: writing there needs about {needed / 2**20:.1f} MiB "
-        f"and {free / 2**20:.1f} MiB are free; free some space or choose another --out"
-    )
 
 
 def _nbytes(group: dict[str, torch.Tensor]) -> int:
