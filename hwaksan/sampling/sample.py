@@ -104,12 +104,7 @@ def sample(
         raise ValueError("start_step > 0 needs x_T: the x_t to start from")
     spec, cond = sampler_spec(sampler), cond or {}
 
-    def bound(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        out = model(x_t, t, **cond)
-        where = f"at the sampling step with timestep t={float(t.flatten()[0]):g}"
-        _check_finite({"the sample": x_t, "the model's output": out}, where)
-        return out
-
+    bound = _checked(model, cond)
     x = _initial_noise(shape, x_T, generator)
     timesteps, sigmas = spec.table(
         schedule, steps, timestep_spacing, steps_offset, use_karras_sigmas
@@ -127,6 +122,18 @@ def sample(
                     **common)  # fmt: skip
     _check_finite({"the sample": x}, "in the last sampling step")
     return x
+
+
+def _checked(model: Callable[..., torch.Tensor], cond: dict) -> Callable[..., torch.Tensor]:
+    """`model(x_t, t)` with `cond` bound, stopping where x_t or its output is non-finite."""
+
+    def bound(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        out = model(x_t, t, **cond)
+        where = f"at the sampling step with timestep t={float(t.flatten()[0]):g}"
+        _check_finite({"the sample": x_t, "the model's output": out}, where)
+        return out
+
+    return bound
 
 
 def _check_finite(values: dict[str, torch.Tensor], where: str) -> None:
