@@ -9,6 +9,7 @@ Every folder kind (`KINDS`) is written by `write_folder` and its config read by 
 
 from __future__ import annotations
 
+import errno
 import importlib
 import json
 import os
@@ -58,22 +59,78 @@ def write_folder(
 ) -> Path:
     """`config.json` + one `<name>.safetensors` per entry of `weights` (floating tensors in
     `dtype`), written into a fresh temporary folder that then takes the place of `path` whole:
-    a reader never sees half a folder. The one writer of every folder kind."""
+    a reader never sees half a folder. The one writer of every folder kind. It never deletes what
+    it did not write: a folder that is not a hwaksan folder is refused, and the other files of a
+    hwaksan folder it replaces (a README, samples) are kept."""
     path = Path(path)
+    _check_replaceable(path)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    for name, module in weights.items():
-        save_weights(module, tmp / f"{name}.safetensors", dtype)
-    (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    try:
+        tmp.mkdir(parents=True)
+        for name, module in weights.items():
+            save_weights(module, tmp / f"{name}.safetensors", dtype)
+        (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    except BaseException as e:  # a full disk, a kill: no partial folder left behind
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, OSError) and e.errno in DISK_FULL:
+            raise HwaksanError(disk_full_message(path.parent, _folder_bytes(weights))) from None
+        raise
     for file in tmp.iterdir():  # safetensors writes owner-only files; a model is for everyone
         file.chmod(0o644)
     old = path.with_name(f".{path.name}.old{os.getpid()}")
     if path.exists():
         os.replace(path, old)
     os.replace(tmp, path)
-    shutil.rmtree(old, ignore_errors=True)
+    if old.exists():
+        for kept in old.iterdir():  # what hwaksan did not write moves into the new folder
+            if not _written_by_hwaksan(kept) and not (path / kept.name).exists():
+                os.replace(kept, path / kept.name)
+        shutil.rmtree(old, ignore_errors=True)
     return path
+
+
+def _written_by_hwaksan(file: Path) -> bool:
+    return file.name == "config.json" or file.name.endswith(".safetensors")
+
+
+def _check_replaceable(path: Path) -> None:
+    """Refuse, in one line, to replace anything but nothing, an empty folder or a hwaksan
+    folder (a `config.json` naming one of `KINDS`)."""
+    if not path.exists() and not path.is_symlink():
+        return
+    if not path.is_dir() or path.is_symlink():
+        raise HwaksanError(f"cannot save to {path}: it exists and is not a folder")
+    entries = sorted(p.name for p in path.iterdir())
+    if not entries:
+        return
+    try:
+        kind = json.loads((path / "config.json").read_text()).get("model_kind")
+    except (OSError, ValueError, AttributeError):
+        kind = None
+    if kind not in KINDS:
+        shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
+        raise HwaksanError(
+            f"cannot save to {path}: it is not a hwaksan folder (it holds {shown}) and saving "
+            "would replace it; save into a new or empty folder"
+        )
+
+
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def disk_full_message(folder: Path, needed: int) -> str:
+    """One sentence for a full disk: the folder, the space writing needs, the space there is."""
+    free = shutil.disk_usage(folder).free if folder.exists() else 0
+    return (
+        f"the disk holding {folder} is full: writing there needs about {needed / 2**20:.1f} MiB "
+        f"and {free / 2**20:.1f} MiB are free; free some space or write somewhere else"
+    )
+
+
+def _folder_bytes(weights: dict[str, nn.Module | dict[str, torch.Tensor]]) -> int:
+    states = [w.state_dict() if isinstance(w, nn.Module) else w for w in weights.values()]
+    return sum(t.numel() * t.element_size() for state in states for t in state.values())
 
 
 def read_folder(folder: Path, model_kind: str, format_version: int = 1) -> dict:
@@ -157,17 +214,25 @@ def save_weights(
 
 
 def read_tensors(path: Path, folder: Path) -> dict[str, torch.Tensor]:
-    """The tensors of a safetensors file, with one-line errors for a missing or corrupt file."""
+    """The tensors of a safetensors file, with one-line errors for a missing or corrupt file or
+    non-finite (NaN, inf) values."""
     if not path.exists():
         raise HwaksanError(f"{folder} has no {path.name}: the model's weights are missing")
     try:
-        return load_file(str(path))
+        weights = load_file(str(path))
     except Exception as e:  # safetensors raises its own error types for corrupt files
         raise HwaksanError(f"{path} is not a readable safetensors file ({e})") from e
+    for name, tensor in weights.items():  # NaN or inf weights would only ever make black images
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise HwaksanError(
+                f"{path} holds non-finite values (NaN or inf) in {name}: the model cannot be used"
+            )
+    return weights
 
 
 def load_weights(module: nn.Module, path: Path, folder: Path) -> None:
-    """Load safetensors into `module`, with one-line errors for missing, corrupt or misfit files."""
+    """Load safetensors into `module`, with one-line errors for missing, corrupt, non-finite or
+    misfit files."""
     weights = read_tensors(path, folder)
     try:
         module.load_state_dict(weights)

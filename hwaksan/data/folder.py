@@ -35,12 +35,25 @@ def _resize_center_crop(image: Image.Image, resolution: int) -> Image.Image:
     return image.crop((left, top, left + resolution, top + resolution))
 
 
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Any mode as 8-bit RGB, scaled rather than clipped: 16-bit grayscale ("I;16", or "I" with
+    values past 255) divided by 257, float ("F") in [0, 1] times 255; PIL converts the rest."""
+    if image.mode.startswith("I") or image.mode == "F":
+        values = np.asarray(image).astype(np.float64)
+        if image.mode.startswith("I;16") or (image.mode == "I" and values.max() > 255):
+            values = values / 257.0
+        elif image.mode == "F" and values.max() <= 1.0:
+            values = values * 255.0
+        image = Image.fromarray(np.clip(np.round(values), 0, 255).astype(np.uint8))  # "L"
+    return image.convert("RGB")
+
+
 def load_image(path: str | Path, resolution: int) -> torch.Tensor:
     """One image file as RGB uint8 [3, R, R], resized and center-cropped; HwaksanError if bad."""
     try:
         with Image.open(path) as image:
             image.load()  # a full decode: catches truncated files that `verify()` lets through
-            image = _resize_center_crop(image.convert("RGB"), resolution)
+            image = _resize_center_crop(to_rgb(image), resolution)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         raise HwaksanError(f"cannot read image {path}: {e}") from e
     return torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1)  # [3, R, R] uint8

@@ -20,6 +20,7 @@ from hwaksan.train.diffusion import DiffusionRecipe
 from hwaksan.train.grounding import TokenGroundingLoss
 from hwaksan.train.latent import LatentData, latent_data
 from hwaksan.train.loop import TrainConfig, TrainResult, train
+from hwaksan.train.loop_state import seed_everything
 from hwaksan.train.space import PixelSpace
 from hwaksan.train.terms import LossTerm
 from hwaksan.train.text import TextConditioned, TextPrompts, text_training_data
@@ -58,9 +59,12 @@ def run_diffusion(
 ) -> tuple[Pipeline, TrainResult]:
     """Train, save `<out>/model`, and return the pipeline (on the EMA weights) and the result.
 
-    `data`: images (encoded here if `run.autoencoder` is set), or latents encoded beforehand."""
+    `data`: images (encoded here if `run.autoencoder` is set), or latents encoded beforehand.
+    The run's one seeding point comes first, before anything random is made (the text encoder,
+    the data, the U-Net): one seed, one run, bit for bit."""
     from hwaksan.nets import build_unet
 
+    seed_everything(run.train.seed)
     text_encoder = _text_encoder(run)
     data = data or _training_data(run, text_encoder is not None)
     latent = data if isinstance(data, LatentData) else _latent_data(run.autoencoder, data)

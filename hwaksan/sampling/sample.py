@@ -9,6 +9,7 @@ import torch
 from hwaksan.diffusion.parameterization import check_prediction_type
 from hwaksan.diffusion.reverse import check_variance_type
 from hwaksan.diffusion.schedule import NoiseSchedule
+from hwaksan.errors import HwaksanError
 from hwaksan.sampling import timesteps as ts
 from hwaksan.sampling.denoiser import sigma_denoiser
 from hwaksan.sampling.hooks import Callback
@@ -104,9 +105,7 @@ def sample(
         raise ValueError("start_step > 0 needs x_T: the x_t to start from")
     spec, cond = sampler_spec(sampler), cond or {}
 
-    def bound(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return model(x_t, t, **cond)
-
+    bound = _checked(model, cond)
     x = _initial_noise(shape, x_T, generator)
     timesteps, sigmas = spec.table(
         schedule, steps, timestep_spacing, steps_offset, use_karras_sigmas
@@ -114,13 +113,39 @@ def sample(
     common = dict(progress=show_progress(progress), start_step=start_step, callback=callback)
     common.update({k: options[k] for k in spec.options})
     if spec.space == "vp":
-        return spec.fn(
+        x = spec.fn(
             bound, x, timesteps, schedule,
             prediction_type=prediction_type, clip_sample=clip_sample, **common,
         )  # fmt: skip
-    x = x * _sigma_space_scale(spec, sigmas, timestep_spacing, start_step).to(x.dtype)
-    denoise = sigma_denoiser(bound, prediction_type, clip_sample)
-    return spec.fn(denoise, x, sigmas, timesteps, **common)
+    else:
+        x = x * _sigma_space_scale(spec, sigmas, timestep_spacing, start_step).to(x.dtype)
+        x = spec.fn(sigma_denoiser(bound, prediction_type, clip_sample), x, sigmas, timesteps,
+                    **common)  # fmt: skip
+    _check_finite({"the sample": x}, "in the last sampling step")
+    return x
+
+
+def _checked(model: Callable[..., torch.Tensor], cond: dict) -> Callable[..., torch.Tensor]:
+    """`model(x_t, t)` with `cond` bound, stopping where x_t or its output is non-finite."""
+
+    def bound(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        out = model(x_t, t, **cond)
+        where = f"at the sampling step with timestep t={float(t.flatten()[0]):g}"
+        _check_finite({"the sample": x_t, "the model's output": out}, where)
+        return out
+
+    return bound
+
+
+def _check_finite(values: dict[str, torch.Tensor], where: str) -> None:
+    """A non-finite sample never becomes an image: stop where x_t or the model's output first
+    holds NaN or inf, naming the step."""
+    for what, value in values.items():
+        if not torch.isfinite(value).all():
+            raise HwaksanError(
+                f"{what} became non-finite (NaN or inf) {where}; check the model's weights and "
+                "the sampler's arguments (eta, guidance scale)"
+            )
 
 
 def _sigma_space_scale(

@@ -13,6 +13,8 @@ import json
 import os
 import random
 import shutil
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +22,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from hwaksan.components import DISK_FULL, disk_full_message
 from hwaksan.errors import HwaksanError
 
 LATEST = "latest"
@@ -55,22 +58,34 @@ def save_checkpoint(
     state: dict,
     keep: int = 2,
 ) -> Path:
-    """Write `root/step_{step}` atomically, point `root/latest` at it, keep the newest `keep`."""
+    """Write `root/step_{step}` atomically, point `root/latest` at it, keep the newest `keep`.
+    A failed write leaves no partial folder; a full disk is a one-line HwaksanError."""
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step_{step:08d}"
     if final.exists() and read_latest_name(root) == final.name:
         return final  # this exact step is already saved and named
     tmp = root / f".tmp_{final.name}_{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    for name, group in tensors.items():
-        _write_tensors(tmp / f"{name}.safetensors", group)
-    write_atomic(tmp / "state.json", json.dumps({**state, "step": step}, indent=1))
+    try:
+        tmp.mkdir()
+        for name, group in tensors.items():
+            _write_tensors(tmp / f"{name}.safetensors", group)
+        write_atomic(tmp / "state.json", json.dumps({**state, "step": step}, indent=1))
+    except BaseException as e:  # a kill, a full disk: leave nothing half-written behind
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, OSError) and e.errno in DISK_FULL:
+            needed = sum(_nbytes(g) for g in tensors.values())
+            raise HwaksanError(disk_full_message(root, needed)) from None
+        raise
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
     write_atomic(root / LATEST, final.name)
     _prune(root, keep, final.name)
     return final
+
+
+def _nbytes(group: dict[str, torch.Tensor]) -> int:
+    return sum(t.numel() * t.element_size() for t in group.values())
 
 
 def _prune(root: Path, keep: int, newest: str) -> None:
@@ -91,20 +106,65 @@ def read_latest_name(root: Path) -> str | None:
         return None
 
 
-def load_checkpoint(root: Path) -> Checkpoint | None:
-    """The checkpoint `root/latest` names, or None if there is none yet."""
-    name = read_latest_name(root)
-    if name is None:
-        return None
-    path = root / name
+NONFINITE = "NONFINITE"  # a marker file: this checkpoint's weights gave a non-finite loss
+
+
+def load_checkpoint(
+    root: Path, verify: Callable[[Checkpoint], None] | None = None
+) -> Checkpoint | None:
+    """The newest checkpoint under `root` that reads whole and passes `verify` (which raises
+    ValueError saying why not), or None if there is none yet. Each one skipped is said on
+    stderr with its reason; if none passes, a HwaksanError lists them all."""
+    skipped = []
+    for path in checkpoint_folders(root):
+        try:
+            found = read_checkpoint(path)
+            if verify is not None:
+                verify(found)
+        except ValueError as e:
+            skipped.append(f"{path.name} ({e})")
+            print(f"hwaksan: skipping checkpoint {path}: {e}", file=sys.stderr, flush=True)
+            continue
+        return found
+    if skipped:
+        raise HwaksanError(
+            f"no checkpoint in {root} can be resumed: {'; '.join(skipped)}; "
+            "move them away to start over, or use another --out"
+        )
+    return None
+
+
+def checkpoint_folders(root: Path) -> list[Path]:
+    """The complete checkpoint folders under `root` (renamed whole), newest first."""
+    return sorted((p for p in root.glob("step_*") if p.is_dir()), reverse=True)
+
+
+def read_checkpoint(path: Path) -> Checkpoint:
+    """A checkpoint folder read whole; ValueError saying why it cannot be (a file unreadable or
+    missing, its weights marked as having given a non-finite loss)."""
+    if (path / NONFINITE).exists():
+        raise ValueError("its weights gave a non-finite loss")
     try:
         state = json.loads((path / "state.json").read_text())
         tensors = {p.stem: load_file(str(p)) for p in sorted(path.glob("*.safetensors"))}
-    except (OSError, ValueError) as e:
-        raise HwaksanError(
-            f"checkpoint {path} cannot be read ({e}); delete it to start over"
-        ) from e
+    except Exception as e:  # OSError, JSON errors, safetensors' own error types
+        detail = str(e).splitlines()[0] if str(e) else repr(e)
+        raise ValueError(f"a file cannot be read: {detail}") from None
+    missing = [g for g in ("optimizer", "rng") if g not in tensors]
+    missing += [k for k in ("step", "optimizer", "rng", "data") if k not in state]
+    if missing:
+        raise ValueError(f"it lacks {', '.join(missing)}")
     return Checkpoint(path, tensors, state)
+
+
+def mark_nonfinite(root: Path, step: int) -> bool:
+    """Mark checkpoint `step` (if saved) as not good: its weights gave a non-finite loss.
+    True if there was one to mark."""
+    path = root / f"step_{step:08d}"
+    if not path.is_dir():
+        return False
+    write_atomic(path / NONFINITE, "its weights gave a non-finite loss\n")
+    return True
 
 
 # --- optimizer state <-> (tensors, JSON) -----------------------------------------------------

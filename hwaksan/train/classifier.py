@@ -21,6 +21,7 @@ from hwaksan.errors import HwaksanError
 from hwaksan.nets.classifier import NoisyClassifier, NoisyClassifierConfig, save_classifier
 from hwaksan.train.data import TrainingData, training_data
 from hwaksan.train.loop import Recipe, TrainConfig, TrainResult, train
+from hwaksan.train.loop_state import seed_everything
 
 EVAL_TIMESTEPS = (0, 100, 250, 500, 750, 900)  # held-out accuracy is reported at these t
 
@@ -109,6 +110,7 @@ def run_classifier(
     accuracy)."""
     from hwaksan.diffusion.schedule import build_schedule
 
+    seed_everything(run.train.seed)  # before anything random is made: one seed, one run
     data = data or training_data(run.data, run.resolution)
     if data.num_classes is None:
         raise HwaksanError(f"a classifier needs labels, and {run.data} has none")

@@ -18,6 +18,7 @@ from torch import nn
 from hwaksan.data.shapes import ShapesConfig, shapes_vocabulary
 from hwaksan.nets.text.mini_clip import MiniCLIP, MiniCLIPConfig, save_mini_clip
 from hwaksan.train.loop import Recipe, TrainConfig, TrainResult, train
+from hwaksan.train.loop_state import seed_everything
 
 
 def contrastive_loss(logits_per_image: torch.Tensor) -> torch.Tensor:
@@ -85,6 +86,7 @@ def run_clip(run: CLIPRun) -> tuple[MiniCLIP, TrainResult]:
     run.model.vision.resolution = run.resolution
     if not run.model.text.vocab:  # a mini-CLIP for the shapes world reads the world's words
         run.model.text.vocab = shapes_vocabulary()
+    seed_everything(run.train.seed)  # before anything random is made: one seed, one run
     model = MiniCLIP(run.model)
     data = CaptionedScenes(
         run.shapes_config(), run.scenes, run.data_seed, run.relation_negatives, run.train.progress

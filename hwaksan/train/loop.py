@@ -61,7 +61,7 @@ class TrainConfig:
     bf16: bool = False  # bf16 autocast for forward and loss (CPU and CUDA)
     channels_last: bool = False  # model and 4-D inputs in channels-last memory format
     seed: int = 0
-    checkpoint_every: int = 500  # also at the last step and on Ctrl-C
+    checkpoint_every: int = 500  # also at the last step and on Ctrl-C, SIGTERM, SIGHUP
     keep_checkpoints: int = 2
     sample_every: int = 0  # 0 = only at the end
     log_every: int = 10
@@ -175,7 +175,8 @@ def train(recipe: Recipe, dataset: Dataset, config: TrainConfig) -> TrainResult:
         resume(s)
     log = CSVLog(s.out / "log.csv", s.step if config.resume else None) if s.rt.is_main else None
 
-    # The loop: one optimizer step per iteration; Ctrl-C is honoured between steps.
+    # The loop: one optimizer step per iteration; Ctrl-C, SIGTERM and SIGHUP are honoured between
+    # steps.
     bar = tqdm(total=config.steps, initial=s.step, desc="train", unit="step", dynamic_ncols=True,
                disable=not (config.progress and s.rt.is_main))  # fmt: skip
     speed = _Throughput(config.batch_size * config.grad_accum * s.rt.world_size)
@@ -262,11 +263,7 @@ def _train_step(s: LoopState) -> dict:
         group["lr"] = lr
     loss, logs, batch = _accumulate(s)
     if not math.isfinite(loss):
-        last = ckpt.read_latest_name(s.ckpt_root) or "none saved yet"
-        raise HwaksanError(
-            f"the loss became {loss} at step {s.step}; stopped with the last good checkpoint "
-            f"({last}) kept - try a lower --lr, gradient clipping, or fp32 instead of --bf16"
-        )
+        _stop_on_nonfinite(s, loss)
     if s.config.grad_clip:
         logs["grad_norm"] = float(
             torch.nn.utils.clip_grad_norm_(s.trainable.parameters(), s.config.grad_clip)
@@ -278,6 +275,19 @@ def _train_step(s: LoopState) -> dict:
     logs.update(s.recipe.extra_step(batch, s.step))
     s.recipe.after_step(s.raw_model, s.step)
     return {"loss": loss, "lr": lr, **logs}
+
+
+def _stop_on_nonfinite(s: LoopState, loss: float) -> None:
+    """Stop with a one-line error naming the last good checkpoint: the newest whose weights gave
+    a finite loss (a checkpoint of the weights that just gave `loss` is marked as not good)."""
+    if s.rt.is_main:
+        ckpt.mark_nonfinite(s.ckpt_root, s.step)
+    good = [p for p in ckpt.checkpoint_folders(s.ckpt_root) if not (p / ckpt.NONFINITE).exists()]
+    last = good[0].name if good else "none saved yet"
+    raise HwaksanError(
+        f"the loss became {loss} at step {s.step}; stopped with the last good checkpoint "
+        f"({last}) kept - try a lower --lr, gradient clipping, or fp32 instead of --bf16"
+    )
 
 
 def _agree(flag: bool, rt: Runtime) -> bool:
@@ -303,24 +313,34 @@ class _Throughput:
         return self.value
 
 
+# The signals that ask a run to stop: Ctrl-C, a scheduler's or container's stop, a closed terminal.
+STOP_SIGNALS = tuple(
+    getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n)
+)
+
+
 @contextlib.contextmanager
 def _deferred_interrupt():
-    """Make the first Ctrl-C a flag the loop checks between steps; a second one stops at once."""
-    flag: list[bool] = []
+    """Make the first SIGINT, SIGTERM or SIGHUP a flag the loop checks between steps (it then
+    saves a checkpoint and stops); a second one of the same signal stops at once."""
+    flag: list[int] = []
     if threading.current_thread() is not threading.main_thread():
         yield lambda: False
         return
-    previous = signal.getsignal(signal.SIGINT)
+    previous = {sig: signal.getsignal(sig) or signal.SIG_DFL for sig in STOP_SIGNALS}
+    previous = {sig: old for sig, old in previous.items() if old != signal.SIG_IGN}  # nohup: kept
 
     def handler(signum, frame):
-        flag.append(True)
-        signal.signal(signal.SIGINT, previous)
+        flag.append(signum)
+        signal.signal(signum, previous[signum])
 
-    signal.signal(signal.SIGINT, handler)
+    for sig in previous:
+        signal.signal(sig, handler)
     try:
         yield lambda: bool(flag)
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def _accumulate(s: LoopState) -> tuple[float, dict, object]:

@@ -89,6 +89,12 @@ def save(s: LoopState) -> Path | None:
     optimizer, RNG and data position, and the recipe's extra state."""
     s.rt.barrier()
     path = None
+    if not finite_weights(s):  # a checkpoint is only ever of finite weights: the "last good" one
+        last = ckpt.read_latest_name(s.ckpt_root) or "none saved yet"
+        raise HwaksanError(
+            f"the weights became non-finite by step {s.step}; stopped with the last good "
+            f"checkpoint ({last}) kept - try a lower --lr, gradient clipping, or fp32"
+        )
     if s.rt.is_main:
         opt_tensors, opt_meta = ckpt.optimizer_to_tensors(s.optimizer.state_dict())
         rng_tensors, rng_meta = ckpt.rng_state()
@@ -117,18 +123,11 @@ def weights_group(s: LoopState) -> str:
 
 
 def resume(s: LoopState) -> None:
-    """Load the latest checkpoint (if any) into everything and set `s.step` to its step."""
-    found = ckpt.load_checkpoint(s.ckpt_root)
+    """Load the newest checkpoint that verifies (every file readable, every shape this run's,
+    finite weights) into everything and set `s.step` to its step; older ones are tried in turn."""
+    found = ckpt.load_checkpoint(s.ckpt_root, verify=lambda c: _verify(s, c))
     if found is None:
         return
-    if found.state.get("recipe", {}) != s.recipe.describe():
-        raise HwaksanError(
-            f"checkpoint {found.path} is from a different model or recipe than this run; "
-            "use another --out or the same settings"
-        )
-    if weights_group(s) not in found.tensors:
-        what = "the whole model" if s.whole else "a part of the model"
-        raise HwaksanError(f"checkpoint {found.path} is not of a run that trains {what}")
     try:
         s.trainable.load_state_dict(found.tensors[weights_group(s)])
         if s.ema is not None and "ema" in found.tensors:
@@ -149,6 +148,36 @@ def resume(s: LoopState) -> None:
         ckpt.set_rng_state(found.tensors["rng"], found.state["rng"])
     else:  # RNG states are saved for rank 0 only; every rank restarts its streams from the step
         seed_everything(s.config.seed + s.rt.rank + 7919 * s.step)
+
+
+def _verify(s: LoopState, found: ckpt.Checkpoint) -> None:
+    """Raise HwaksanError if `found` is of another model or recipe (the user's to fix), and
+    ValueError, saying why, if it is damaged: a group missing, a shape not this run's, a weight
+    not finite (then an older checkpoint is tried)."""
+    if found.state.get("recipe", {}) != s.recipe.describe():
+        raise HwaksanError(
+            f"checkpoint {found.path} is from a different model or recipe than this run; "
+            "use another --out or the same settings"
+        )
+    if weights_group(s) not in found.tensors:
+        what = "the whole model" if s.whole else "a part of the model"
+        raise HwaksanError(f"checkpoint {found.path} is not of a run that trains {what}")
+    groups = {weights_group(s): s.trainable.state_dict()}
+    if s.ema is not None and "ema" in found.tensors:
+        groups["ema"] = s.ema.state_dict()
+    for group, ours in groups.items():
+        theirs = found.tensors[group]
+        for name, tensor in ours.items():
+            if name not in theirs or theirs[name].shape != tensor.shape:
+                raise ValueError(f"{group}.safetensors has no {name} of shape {list(tensor.shape)}")
+            if theirs[name].is_floating_point() and not torch.isfinite(theirs[name]).all():
+                raise ValueError(f"{group}.safetensors has non-finite values in {name}")
+
+
+def finite_weights(s: LoopState) -> bool:
+    """Whether every floating weight of the trainable part (and its EMA) is finite."""
+    groups = [s.trainable.state_dict()] + ([s.ema.state_dict()] if s.ema is not None else [])
+    return all(torch.isfinite(t).all() for g in groups for t in g.values() if t.is_floating_point())
 
 
 def seed_everything(seed: int) -> None:
