@@ -19,7 +19,7 @@ DIFFUSION_MODELS = [name for name in SHIPPED if "classifier" not in name]
 @click.option("--sampler", type=click.Choice(sampler_names()), default=None,
               help="default: the model's own (ddim for every shipped model)")  # fmt: skip
 @click.option("--steps", type=PositiveInt(10_000), default=None,
-              help="sampling steps (default: the model's own, 50 or 25 for shipped models)")  # fmt: skip
+              help="sampling steps (default: the model's own)")  # fmt: skip
 @click.option("-n", "n", type=PositiveInt(MAX_IMAGES), default=64, show_default=True,
               help="number of images")  # fmt: skip
 @click.option("--seed", type=SEED, default=0, show_default=True)

@@ -27,14 +27,31 @@ from hwaksan.train.loop import TrainConfig, channels_last_default
               help="override the preset's widths, e.g. 32,64,128")  # fmt: skip
 @click.option("--attention-resolutions", type=IntList("16,8"), default=None,
               help="sizes that get attention, e.g. 16,8 (default: half the input)")  # fmt: skip
-@click.option("--steps", type=PositiveInt(10**9), default=2000, show_default=True, help="optimizer steps")
+@click.option(
+    "--steps", type=PositiveInt(10**9), default=2000, show_default=True, help="optimizer steps"
+)
 @click.option("--batch-size", type=PositiveInt(65536), default=64, show_default=True)
-@click.option("--grad-accum", type=PositiveInt(4096), default=1, show_default=True, help="micro-batches a step")
+@click.option(
+    "--grad-accum",
+    type=PositiveInt(4096),
+    default=1,
+    show_default=True,
+    help="micro-batches a step",
+)
 @click.option("--lr", type=FiniteFloat(0, 10, open_min=True), default=2e-3, show_default=True)
-@click.option("--warmup", type=BoundedInt(0, 10**9), default=100, show_default=True, help="lr warm-up steps")
+@click.option(
+    "--warmup", type=BoundedInt(0, 10**9), default=100, show_default=True, help="lr warm-up steps"
+)
 @click.option("--lr-schedule", type=click.Choice(["constant", "cosine"]), default="constant",
               show_default=True)  # fmt: skip
-@click.option("--out", "out_dir", type=OutputFolder(), default="runs/train", show_default=True, help="output folder")
+@click.option(
+    "--out",
+    "out_dir",
+    type=OutputFolder(),
+    default="runs/train",
+    show_default=True,
+    help="output folder",
+)
 @click.option("--resume", is_flag=True, help="continue from the last checkpoint in --out")
 @click.option("--class-conditional", is_flag=True, help="condition on the data's labels")
 @click.option("--autoencoder", default=None, help="train in its latent space: a name or folder")
@@ -61,7 +78,12 @@ from hwaksan.train.loop import TrainConfig, channels_last_default
 @click.option("--prediction-type", default="v_prediction", show_default=True,
               type=click.Choice(["epsilon", "sample", "v_prediction"]))  # fmt: skip
 @click.option("--schedule", type=click.Choice(SCHEDULES), default="cosine", show_default=True)
-@click.option("--snr-gamma", type=FiniteFloat(0, open_min=True), default=None, help="min-SNR-gamma loss weighting (5)")
+@click.option(
+    "--snr-gamma",
+    type=FiniteFloat(0, open_min=True),
+    default=None,
+    help="min-SNR-gamma loss weighting (5)",
+)
 @click.option("--learn-sigma", is_flag=True, help="learned variance, hybrid loss")
 @click.option("--bf16", is_flag=True, help="bf16 autocast")
 @click.option(
@@ -72,9 +94,19 @@ from hwaksan.train.loop import TrainConfig, channels_last_default
 @click.option("--ema-decay", type=FiniteFloat(0, 1, open_max=True), default=0.999,
               show_default=True, help="0 = no EMA")  # fmt: skip
 @click.option("--grad-clip", type=FiniteFloat(0), default=1.0, show_default=True, help="0 = off")
-@click.option("--sample-every", type=BoundedInt(0, 10**9), default=500, show_default=True, help="0 = at the end")
-@click.option("--num-samples", type=PositiveInt(1024), default=16, show_default=True, help="images a grid")
-@click.option("--sample-steps", type=PositiveInt(1000), default=50, show_default=True, help="DDIM steps")
+@click.option(
+    "--sample-every",
+    type=BoundedInt(0, 10**9),
+    default=500,
+    show_default=True,
+    help="0 = at the end",
+)
+@click.option(
+    "--num-samples", type=PositiveInt(1024), default=16, show_default=True, help="images a grid"
+)
+@click.option(
+    "--sample-steps", type=PositiveInt(1000), default=50, show_default=True, help="DDIM steps"
+)
 @click.option("--checkpoint-every", type=PositiveInt(10**9), default=500, show_default=True)
 @click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--scenes", type=PositiveInt(10**7), default=None,
