@@ -1,0 +1,110 @@
+"""Corrupted model folders: every one loads, or fails as one HwaksanError line; never a traceback.
+
+Each case copies the shipped `shapes` model's config.json, breaks one thing (a field of the
+wrong type, out of range, NaN, a string for a number, `"modules": []`, config.json a folder...)
+and loads it; a folder that still loads must also sample one image through `hwaksan sample`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+from click.testing import CliRunner
+
+from hwaksan.cli import main
+from hwaksan.errors import HwaksanError
+from hwaksan.model_folder import load
+from hwaksan.registry import WEIGHTS_DIR
+
+SOURCE = WEIGHTS_DIR / "shapes"
+BASE = json.loads((SOURCE / "config.json").read_text())
+BAD_VALUES = ["5", 5, -1, 0, None, [], {}, math.nan, 1e308, True, "cosine"]
+
+
+def _cases() -> list[tuple[str, object]]:
+    """(id, how to break the config): a callable on the config dict, or a special name."""
+    cases: list[tuple[str, object]] = []
+    for key in [k for k in BASE if k != "model_kind"] + ["sample_shape", "latent_scale"]:
+        for value in BAD_VALUES:
+            cases.append((f"{key}={value!r}", ("top", key, value)))
+    for section in ("schedule", "unet"):
+        for key in BASE[section]:
+            for value in BAD_VALUES:
+                cases.append((f"{section}.{key}={value!r}", (section, key, value)))
+        cases.append((f"{section}.unknown", (section, "no_such_key", 1)))
+    cases += [
+        ("image_shape=[3,16]", ("top", "image_shape", [3, 16])),
+        ("image_shape=[1,16,16]", ("top", "image_shape", [1, 16, 16])),
+        ("unet.channels=[0,0]", ("unet", "channels", [0, 0])),
+        ("unet.channels=['32']", ("unet", "channels", ["32"])),
+        ("beta_end<beta_start", ("schedule", "beta_end", 1e-5)),
+        ("modules.autoencoder=5", ("top", "modules", {"autoencoder": 5})),
+        ("modules.unknown", ("top", "modules", {"vae": {"class": "UNet", "config": {}}})),
+        ("modules.bad_class", ("top", "modules", {"autoencoder": {"class": [], "config": {}}})),
+        ("unet_class=Nope", ("top", "unet_class", "Nope")),
+        ("format_version=99", ("top", "format_version", 99)),
+    ]
+    for special in ("dir", "missing", "empty", "not-json", "list", "binary", "deep"):
+        cases.append((special, special))
+    return cases
+
+
+CASES = _cases()
+
+
+def _write(folder, how) -> None:
+    """A copy of the shapes model in `folder` (weights linked) with `how` broken."""
+    folder.mkdir()
+    for weights in SOURCE.glob("*.safetensors"):
+        (folder / weights.name).symlink_to(weights)
+    config, text = json.loads(json.dumps(BASE)), None
+    if isinstance(how, tuple):
+        where, key, value = how
+        (config if where == "top" else config[where])[key] = value
+    elif how == "dir":
+        (folder / "config.json").mkdir()
+        return
+    elif how == "missing":
+        return
+    else:
+        text = {"empty": "", "not-json": "{model_kind: 1", "list": "[1, 2]", "binary": "\udcff",
+                "deep": "[" * 100_000 + "]" * 100_000}[how]  # fmt: skip
+    if how == "binary":
+        (folder / "config.json").write_bytes(b"\xff\xfe\x00garbage")
+        return
+    (folder / "config.json").write_text(text if text is not None else json.dumps(config))
+
+
+@pytest.fixture(autouse=True)
+def plain_pytorch(monkeypatch):
+    """Inputs are the subject here, not kernels: no compile (or wait on one) inside a case."""
+    monkeypatch.setenv("HWAKSAN_FUSED_KERNELS", "0")
+
+
+def test_table_is_big_enough():
+    assert len(CASES) >= 300
+
+
+@pytest.mark.parametrize("how", [c[1] for c in CASES], ids=[c[0] for c in CASES])
+def test_corrupt_folder_loads_or_fails_in_one_line(tmp_path, how):
+    folder = tmp_path / "model"
+    _write(folder, how)
+    try:
+        load(folder, device="cpu")
+    except HwaksanError as e:
+        message = str(e)
+        assert message and "\n" not in message, message
+        assert "config.json" in message or str(folder) in message, message
+        return
+    result = CliRunner().invoke(
+        main, ["sample", str(folder), "-n", "1", "--steps", "2", "--out", str(tmp_path / "g.png")]
+    )
+    assert result.exit_code in (0, 2), result.output
+    assert not isinstance(result.exception, Exception) or isinstance(
+        result.exception, SystemExit
+    ), result.exception
+    if result.exit_code == 2:
+        errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1, result.stderr
