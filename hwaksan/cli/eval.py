@@ -97,11 +97,11 @@ def command(source, data, n_real, feature, resolution, min_objects, max_objects,
     class accuracy when metadata.jsonl gives each file a "label")."""
     from hwaksan.eval.report import evaluate, reference_images
 
+    if min_objects > max_objects:
+        raise HwaksanError(f"--min-objects {min_objects} is more than --max-objects {max_objects}")
     resolution = resolution or _image_size(source)
     if data == "shapes" and resolution not in SHAPES_RESOLUTIONS:
         raise HwaksanError(f"shapes images must be {SHAPES_RESOLUTIONS} pixels, got {resolution}")
-    if min_objects > max_objects:
-        raise HwaksanError(f"--min-objects {min_objects} is more than --max-objects {max_objects}")
     shapes_options = dict(min_objects=min_objects, max_objects=max_objects)
     if data != "shapes":
         shapes_options = {}
