@@ -108,3 +108,74 @@ def test_corrupt_folder_loads_or_fails_in_one_line(tmp_path, how):
     if result.exit_code == 2:
         errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
         assert len(errors) == 1, result.stderr
+
+
+# image folders: id -> files to write (name -> bytes; "png" a valid image, "png[:30]" its start)
+
+
+def _png() -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8), "red").save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def _meta(*rows: str) -> bytes:
+    return "\n".join(rows).encode()
+
+
+IMAGE_FOLDERS = {
+    "empty": {},
+    "no-images": {"a.txt": b"hello"},
+    "zero-byte-png": {"a.png": b""},
+    "truncated-png": {"a.png": "png[:30]"},
+    "text-as-png": {"a.png": b"not an image at all"},
+    "folder-named-png": {"a.png/b.txt": b"x"},
+    "metadata-not-json": {"a.png": "png", "metadata.jsonl": b"{file_name: a.png"},
+    "metadata-not-utf8": {"a.png": "png", "metadata.jsonl": b"\xff\xfe\x00garbage"},
+    "metadata-a-folder": {"a.png": "png", "metadata.jsonl/x.txt": b"x"},
+    "metadata-list": {"a.png": "png", "metadata.jsonl": b"[1, 2]"},
+    "metadata-no-file-name": {"a.png": "png", "metadata.jsonl": b'{"text": "a"}'},
+    "metadata-file-name-number": {"a.png": "png", "metadata.jsonl": b'{"file_name": 5}'},
+    "metadata-missing-file": {"a.png": "png", "metadata.jsonl": b'{"file_name": "b.png"}'},
+    "metadata-nul-name": {"a.png": "png", "metadata.jsonl": b'{"file_name": "a\\u0000.png"}'},
+    "metadata-text-number": {
+        "a.png": "png", "metadata.jsonl": b'{"file_name": "a.png", "text": 5}'},
+    "metadata-label-string": {
+        "a.png": "png", "metadata.jsonl": b'{"file_name": "a.png", "label": "3"}'},
+    "metadata-label-negative": {
+        "a.png": "png", "metadata.jsonl": b'{"file_name": "a.png", "label": -1}'},
+    "metadata-label-bool": {
+        "a.png": "png", "metadata.jsonl": b'{"file_name": "a.png", "label": true}'},
+    "metadata-label-huge": {
+        "a.png": "png", "metadata.jsonl": b'{"file_name": "a.png", "label": 1e999}'},
+    "metadata-label-float": {
+        "a.png": "png", "metadata.jsonl": b'{"file_name": "a.png", "label": 1.5}'},
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", list(IMAGE_FOLDERS))
+def test_corrupt_image_folder_fails_in_one_line(tmp_path, name):
+    from hwaksan.data.folder import ImageFolder
+
+    png = _png()
+    root = tmp_path / "images"
+    root.mkdir()
+    for file, content in IMAGE_FOLDERS[name].items():
+        (root / file).parent.mkdir(parents=True, exist_ok=True)
+        data = {"png": png, "png[:30]": png[:30]}.get(content, content)
+        (root / file).write_bytes(data)
+    with pytest.raises(HwaksanError) as error:
+        ImageFolder(root, 8)
+    assert "\n" not in str(error.value) and str(root) in str(error.value), str(error.value)
+
+
+def test_a_file_as_the_image_folder_is_one_line(tmp_path):
+    from hwaksan.data.folder import ImageFolder
+
+    (tmp_path / "x.png").write_bytes(_png())
+    with pytest.raises(HwaksanError, match="is not a folder"):
+        ImageFolder(tmp_path / "x.png", 8)
