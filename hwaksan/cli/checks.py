@@ -9,6 +9,8 @@ import warnings
 
 from hwaksan.errors import HwaksanError
 
+CUT_WARNING = "prompt .* is longer than the text encoder"  # tokenizer.warn_truncated's words
+
 
 def check_steps(pipe, steps: int | None) -> None:
     """`--steps` must be at most the model's training timesteps."""
@@ -32,8 +34,10 @@ def check_class_label(pipe, name: str, label: int | None, num_classes: int | Non
         )
 
 
-def check_prompts(pipe, prompts: list[str], what: str = "prompt") -> None:
-    """Every prompt has a word and fits the text encoder (instead of a warning that cuts it)."""
+def check_prompts(pipe, prompts: list[str], what: str = "prompt") -> list[str]:
+    """Every prompt has a word; returns a one-line note for each the text encoder will cut
+    (the caller then hides the encoder's own Python warning, `CUT_WARNING`)."""
+    notes = []
     for prompt in prompts:
         if not prompt.strip():
             raise HwaksanError(f"an empty {what}: write what the image shows, e.g. 'a red circle'")
@@ -41,10 +45,12 @@ def check_prompts(pipe, prompts: list[str], what: str = "prompt") -> None:
             warnings.simplefilter("always")
             pipe.text_encoder.tokenize([prompt])
         if caught:
-            raise HwaksanError(
-                f"the {what} {_short(prompt)} is longer than the text encoder's "
-                f"{pipe.text_encoder.max_length} tokens; shorten it"
+            cut = str(caught[0].message).rpartition("cut: ")[2]
+            notes.append(
+                f"note: the {what} {_short(prompt)} is longer than the text encoder's "
+                f"{pipe.text_encoder.max_length} tokens; cut: {_short(cut.strip(chr(39)))}"
             )
+    return notes
 
 
 def _short(prompt: str, limit: int = 40) -> str:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import warnings
+
 import click
 
-from hwaksan.cli.checks import check_prompts, check_steps
+from hwaksan.cli.checks import CUT_WARNING, check_prompts, check_steps
 from hwaksan.cli.options import SEED, FiniteFloat, ImageFile, PositiveInt
 from hwaksan.errors import HwaksanError
 from hwaksan.guidance.layout import LAYOUT_SCALE, RELATIONS
@@ -62,22 +64,30 @@ def command(
     pipe = load(model)
     if pipe.text_encoder is None:
         raise HwaksanError(f"{model} is not a text-to-image model (it has no text encoder)")
+    for note in _check(pipe, prompts, negative_prompt, relations, steps):
+        click.echo(note, err=True)
+    if relations and layout_scale is None and not pipe.layout_scale:
+        click.echo(f"note: {model} runs without layout guidance by default (it was measured to "
+                   "hurt this model); --layout-scale 1 turns it on")  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=CUT_WARNING)  # said above, in one line
+        images = pipe.generate(
+            n * len(prompts), sampler=sampler, steps=steps, seed=seed,
+            prompt=[p for p in prompts for _ in range(n)], negative_prompt=negative_prompt,
+            guidance_scale=guidance_scale, progress=True, output_type="pt",
+            relations=list(relations) or None, layout_scale=layout_scale,
+        )  # fmt: skip
+    save_grid(images, out, nrow=n, scale=scale)
+    click.echo(f"wrote {len(images)} images ({len(prompts)} prompt(s) x {n}) to {out}")
+
+
+def _check(pipe, prompts, negative_prompt, relations, steps) -> list[str]:
+    """The values that need the model, checked before sampling; notes for prompts it will cut."""
     check_steps(pipe, steps)
-    check_prompts(pipe, list(prompts))
-    if negative_prompt is not None:
-        check_prompts(pipe, [negative_prompt] if negative_prompt else [], "negative prompt")
+    notes = check_prompts(pipe, list(prompts))
+    notes += check_prompts(pipe, [negative_prompt] if negative_prompt else [], "negative prompt")
     for a, rel, b in relations:
         if rel not in RELATIONS or not a.strip() or not b.strip():
             raise HwaksanError(f"--relation {a!r} {rel!r} {b!r}: REL must be one of "
                                f"{', '.join(RELATIONS)}, with a phrase on each side")  # fmt: skip
-    if relations and layout_scale is None and not pipe.layout_scale:
-        click.echo(f"note: {model} runs without layout guidance by default (it was measured to "
-                   "hurt this model); --layout-scale 1 turns it on")  # fmt: skip
-    images = pipe.generate(
-        n * len(prompts), sampler=sampler, steps=steps, seed=seed,
-        prompt=[p for p in prompts for _ in range(n)], negative_prompt=negative_prompt,
-        guidance_scale=guidance_scale, progress=True, output_type="pt",
-        relations=list(relations) or None, layout_scale=layout_scale,
-    )  # fmt: skip
-    save_grid(images, out, nrow=n, scale=scale)
-    click.echo(f"wrote {len(images)} images ({len(prompts)} prompt(s) x {n}) to {out}")
+    return notes

@@ -88,8 +88,8 @@ class IntList(click.ParamType):
 
     name = "list"
 
-    def __init__(self, example: str, min: int = 1, max: int = 4096) -> None:
-        self.example, self.min, self.max = example, min, max
+    def __init__(self, example: str, min: int = 1, max: int = 4096, what: str = "numbers") -> None:
+        self.example, self.min, self.max, self.what = example, min, max, what
 
     def convert(self, value, param, ctx) -> tuple[int, ...]:
         if isinstance(value, tuple):
@@ -97,7 +97,7 @@ class IntList(click.ParamType):
         try:
             numbers = tuple(int(c) for c in str(value).split(","))
         except ValueError:
-            self.fail(f"{value!r} must be numbers like {self.example}", param, ctx)
+            self.fail(f"{value!r} must be {self.what} like {self.example}", param, ctx)
         if any(not self.min <= c <= self.max for c in numbers):
             self.fail(
                 f"{value!r}: each number must be between {self.min} and {self.max} "

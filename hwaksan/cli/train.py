@@ -23,9 +23,9 @@ from hwaksan.train.loop import TrainConfig, channels_last_default
 @click.option("--preset", default="tiny", show_default=True, help="U-Net size: tiny, small, base")
 @click.option("--resolution", type=PositiveInt(1024), default=None,
               help="pixels (default: 32 shapes, 16 digits)")  # fmt: skip
-@click.option("--channels", type=IntList("32,64,128"), default=None,
+@click.option("--channels", type=IntList("32,64,128", what="widths"), default=None,
               help="override the preset's widths, e.g. 32,64,128")  # fmt: skip
-@click.option("--attention-resolutions", type=IntList("16,8"), default=None,
+@click.option("--attention-resolutions", type=IntList("16,8", what="sizes"), default=None,
               help="sizes that get attention, e.g. 16,8 (default: half the input)")  # fmt: skip
 @click.option(
     "--steps", type=PositiveInt(10**9), default=2000, show_default=True, help="optimizer steps"
@@ -102,7 +102,7 @@ from hwaksan.train.loop import TrainConfig, channels_last_default
     help="0 = at the end",
 )
 @click.option(
-    "--num-samples", type=PositiveInt(1024), default=16, show_default=True, help="images a grid"
+    "--num-samples", type=BoundedInt(0, 1024), default=16, show_default=True, help="images a grid"
 )
 @click.option(
     "--sample-steps", type=PositiveInt(1000), default=50, show_default=True, help="DDIM steps"

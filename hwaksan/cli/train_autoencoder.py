@@ -25,8 +25,8 @@ from hwaksan.train.loop import TrainConfig
 @click.option(
     "--num-images", type=PositiveInt(10**7), default=16000, show_default=True, help="shapes renders"
 )
-@click.option("--channels", type=IntList("32,64,64"), default="32,64,64", show_default=True,
-              help="widths per level; f = 2 ** (levels - 1)")  # fmt: skip
+@click.option("--channels", type=IntList("32,64,64", what="widths"), default="32,64,64",
+              show_default=True, help="widths per level; f = 2 ** (levels - 1)")  # fmt: skip
 @click.option("--latent-channels", type=PositiveInt(1024), default=4, show_default=True)
 @click.option(
     "--num-embeddings", type=PositiveInt(2**20), default=256, show_default=True, help="VQ codebook"

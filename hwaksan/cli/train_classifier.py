@@ -28,7 +28,7 @@ from hwaksan.train.loop import TrainConfig
 )
 @click.option(
     "--channels",
-    type=IntList("32,64,128"),
+    type=IntList("32,64,128", what="widths"),
     default="32,64,128",
     show_default=True,
     help="widths per level",
