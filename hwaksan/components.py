@@ -13,6 +13,7 @@ import importlib
 import json
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -141,14 +142,20 @@ def build_component(spec: dict, folder: Path) -> nn.Module:
         raise HwaksanError(
             f"{where} has a module entry whose class is not a name or config not {{}}"
         )
+    cls = spec["class"]
+    return construct(lambda: component_class(cls).from_config(spec["config"]), where, cls)
+
+
+def construct(make: Callable[[], nn.Module], where: str, what: str) -> nn.Module:
+    """`make()`, a network built from a saved config; any complaint about that config (a type
+    check's, or a constructor's own about a value that passed the types) is one line naming
+    `where`."""
     try:
-        return component_class(spec["class"]).from_config(spec["config"])
+        return make()
     except HwaksanError as e:
         raise HwaksanError(f"{where}: {e}") from e
-    except Exception as e:  # a constructor's own complaint about a value that passed the types
-        raise HwaksanError(
-            f"{where} has an invalid {spec['class']} config ({_first_line(e)})"
-        ) from e
+    except Exception as e:
+        raise HwaksanError(f"{where} has an invalid {what} config ({_first_line(e)})") from e
 
 
 def _first_line(error: Exception) -> str:

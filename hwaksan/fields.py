@@ -7,6 +7,7 @@ the field, never a traceback from deep inside a constructor.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import types
 import typing
@@ -28,6 +29,8 @@ def mismatch(value: Any, hint: Any) -> str | None:
     if origin in (typing.Union, types.UnionType):
         wants = [mismatch(value, a) for a in args]
         return None if None in wants else " or ".join(wants)
+    if dataclasses.is_dataclass(hint):  # a nested config: an object, checked by its own reader
+        return None if isinstance(value, dict) else "an object"
     if hint is type(None):
         return None if value is None else "null"
     if hint is bool:

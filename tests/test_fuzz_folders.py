@@ -179,3 +179,55 @@ def test_a_file_as_the_image_folder_is_one_line(tmp_path):
     (tmp_path / "x.png").write_bytes(_png())
     with pytest.raises(HwaksanError, match="is not a folder"):
         ImageFolder(tmp_path / "x.png", 8)
+
+
+# the other folder kinds: each shipped folder's config, one nested field broken at a time
+OTHER_KINDS = {"digits_classifier_noisy": "load_classifier", "autoencoder_kl": "load_autoencoder",
+               "autoencoder_vq": "load_autoencoder", "mini_clip": "load_text_encoder"}  # fmt: skip
+OTHER_BAD = ["5", -1, []]
+
+
+def _paths(config: dict, prefix: tuple = ()) -> list[tuple]:
+    """Every key path in a nested config (model_kind aside)."""
+    paths = []
+    for key, value in config.items():
+        if prefix + (key,) != ("model_kind",):
+            paths.append(prefix + (key,))
+        if isinstance(value, dict):
+            paths += _paths(value, prefix + (key,))
+    return paths
+
+
+OTHER_CASES = [
+    (name, path, value)
+    for name in OTHER_KINDS
+    for path in _paths(json.loads((WEIGHTS_DIR / name / "config.json").read_text()))
+    if len(path) == 1 or path[0] in ("config", "class", "kind")  # what the loader reads
+    for value in OTHER_BAD
+]
+
+
+@pytest.mark.parametrize(
+    "name, path, value", OTHER_CASES, ids=[f"{n}:{'.'.join(p)}={v!r}" for n, p, v in OTHER_CASES]
+)
+def test_corrupt_classifier_autoencoder_clip_folder_loads_or_fails_in_one_line(
+    tmp_path, name, path, value
+):
+    import hwaksan as hk
+
+    source = WEIGHTS_DIR / name
+    folder = tmp_path / "model"
+    folder.mkdir()
+    for file in source.iterdir():
+        if file.name != "config.json":
+            (folder / file.name).symlink_to(file)
+    config = json.loads((source / "config.json").read_text())
+    inner = config
+    for key in path[:-1]:
+        inner = inner[key]
+    inner[path[-1]] = value
+    (folder / "config.json").write_text(json.dumps(config))
+    try:
+        getattr(hk, OTHER_KINDS[name])(folder)
+    except HwaksanError as e:
+        assert "\n" not in str(e) and "config.json" in str(e), str(e)
