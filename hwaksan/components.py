@@ -14,6 +14,7 @@ import importlib
 import json
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -141,17 +142,24 @@ def read_folder(folder: Path, model_kind: str, format_version: int = 1) -> dict:
     what = KINDS[model_kind][0]
     if not path.exists():
         raise HwaksanError(f"{folder} is not {what} folder: config.json is missing")
+    if not path.is_file():
+        raise HwaksanError(f"{path} is not a file")
     try:
-        config = json.loads(path.read_text())
-    except (ValueError, UnicodeDecodeError) as e:
-        raise HwaksanError(f"{path} is not valid JSON ({e})") from e
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise HwaksanError(f"cannot read {path}: {e.strerror or e}") from e
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:
+        raise HwaksanError(f"{path} is not valid JSON ({_first_line(e)})") from e
     kind = config.get("model_kind") if isinstance(config, dict) else None
     if kind != model_kind and kind in KINDS:
         other, how = KINDS[kind]
         raise HwaksanError(f"{path} is not {what} config: {folder} holds {other}; {how}")
     if kind != model_kind:
         raise HwaksanError(f"{path} is not {what} config (its model_kind is not {model_kind!r})")
-    if config.get("format_version", 0) > format_version:
+    version = config.get("format_version", 0)
+    if not isinstance(version, int) or isinstance(version, bool) or version < 0:
+        raise HwaksanError(f"{path}: 'format_version' must be a whole number, not {version!r}")
+    if version > format_version:
         raise HwaksanError(f"{path} was written by a newer hwaksan; upgrade to load it")
     return config
 
@@ -184,15 +192,33 @@ def component_spec(module: nn.Module) -> dict:
 
 def build_component(spec: dict, folder: Path) -> nn.Module:
     """The network a spec describes, freshly initialised (weights are loaded separately)."""
+    where = f"{folder}/config.json"
     if not isinstance(spec, dict) or "class" not in spec or "config" not in spec:
-        raise HwaksanError(f"{folder}/config.json has a module entry without class and config")
-    cls = component_class(spec["class"])
-    try:
-        return cls.from_config(spec["config"])
-    except (TypeError, ValueError, KeyError) as e:
+        raise HwaksanError(f"{where} has a module entry without class and config")
+    if not isinstance(spec["class"], str) or not isinstance(spec["config"], dict):
         raise HwaksanError(
-            f"{folder}/config.json has an invalid {spec['class']} config ({e})"
-        ) from e
+            f"{where} has a module entry whose class is not a name or config not {{}}"
+        )
+    cls = spec["class"]
+    return construct(lambda: component_class(cls).from_config(spec["config"]), where, cls)
+
+
+def construct(make: Callable[[], nn.Module], where: str, what: str) -> nn.Module:
+    """`make()`, a network built from a saved config; any complaint about that config (a type
+    check's, or a constructor's own about a value that passed the types) is one line naming
+    `where`."""
+    try:
+        return make()
+    except HwaksanError as e:
+        raise HwaksanError(f"{where}: {e}") from e
+    except Exception as e:
+        raise HwaksanError(f"{where} has an invalid {what} config ({_first_line(e)})") from e
+
+
+def _first_line(error: Exception) -> str:
+    """An exception's message, first line only (a config error is reported on one line)."""
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
 
 
 def has_weights(module: nn.Module) -> bool:

@@ -25,7 +25,9 @@ from hwaksan.components import (
 )
 from hwaksan.diffusion.schedule import NoiseSchedule
 from hwaksan.errors import HwaksanError
+from hwaksan.fields import check_fields
 from hwaksan.guidance.layout import LAYOUT_SCALE
+from hwaksan.model_fields import FIELD_CHECKS, check_fits_unet, check_schedule
 from hwaksan.pipeline import Pipeline
 from hwaksan.registry import resolve
 
@@ -97,6 +99,7 @@ def load(
     unet = build_component({"class": config.get("unet_class", "UNet"), "config": config["unet"]},
                            folder)  # fmt: skip
     component = "unet_ema" if use_ema and "unet_ema" in config.get("components", []) else "unet"
+    check_fits_unet(config, getattr(unet, "config", None), str(folder / "config.json"))
     load_weights(unet, folder / f"{component}.safetensors", folder)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     modules = _load_modules(config, folder, device)
@@ -118,8 +121,6 @@ def _load_modules(config: dict, folder: Path, device: torch.device) -> dict[str,
     """The optional components a folder names, built, loaded, frozen and on `device`."""
     modules = {}
     for name, spec in config.get("modules", {}).items():
-        if name not in OPTIONAL_COMPONENTS:
-            raise HwaksanError(f"{folder}/config.json names an unknown component {name!r}")
         module = build_component(spec, folder)
         if has_weights(module):
             load_weights(module, folder / f"{name}.safetensors", folder)
@@ -128,10 +129,17 @@ def _load_modules(config: dict, folder: Path, device: torch.device) -> dict[str,
 
 
 def read_config(folder: Path) -> dict:
-    """config.json of a model folder, checked to be one of ours and of a version we read."""
+    """config.json of a model folder: one of ours, of a version we read, and every field of the
+    type and range it must have (one-line errors naming the file and the field)."""
     config = read_folder(folder, MODEL_KIND, FORMAT_VERSION)
+    where = str(folder / "config.json")
     required = ["unet", "schedule", *(k for k, v in FIELDS.items() if v is REQUIRED)]
     missing = [k for k in required if k not in config]
     if missing:
-        raise HwaksanError(f"{folder / 'config.json'} lacks {', '.join(missing)}")
+        raise HwaksanError(f"{where} lacks {', '.join(missing)}")
+    check_fields(config, FIELD_CHECKS, where)
+    check_schedule(config["schedule"], f"{where} schedule")
+    for name in config.get("modules", {}):
+        if name not in OPTIONAL_COMPONENTS:
+            raise HwaksanError(f"{where} names an unknown component {name!r} in 'modules'")
     return config

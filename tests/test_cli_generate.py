@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import pytest
 from captioned_folder import save_tiny_mini_clip, write_captioned_shapes
@@ -79,15 +80,18 @@ def test_generate_uses_the_models_own_layout_scale(tmp_path):
     assert runs["forced"][1] != runs["plain"][1]
 
 
-def test_generate_warns_about_a_too_long_prompt_and_still_writes(text_model, tmp_path):
+def test_generate_notes_a_too_long_prompt_in_one_line_and_still_writes(text_model, tmp_path):
     long_prompt = " ".join(["a red circle to the left of a blue square"] * 5)
     out = tmp_path / "long.png"
-    with pytest.warns(UserWarning, match="cut"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the CLI says it in its own line, not a Python warning
         result = CliRunner().invoke(main, [
             "generate", long_prompt, "-n", "1", "--model", str(text_model), "--steps", "2",
             "--out", str(out),
         ])  # fmt: skip
     assert result.exit_code == 0, result.output
+    notes = [line for line in result.stderr.splitlines() if line.startswith("note:")]
+    assert len(notes) == 1 and "cut" in notes[0] and long_prompt not in notes[0], notes
     assert out.exists()
 
 

@@ -59,7 +59,7 @@ def test_resume_continues_and_other_settings_are_refused(trained):
         (["--data", "{missing}"], "neither shapes, digits nor an existing folder"),
         (["--data", "{empty}"], "has no images"),
         (["--data", "digits", "--resolution", "15"], "not divisible"),
-        (["--data", "digits", "--lr", "1e30"], "lower --lr"),
+        (["--data", "digits", "--lr", "1e30"], "--lr"),
         (["--data", "{empty}", "--class-conditional"], "has no images"),
     ],
 )

@@ -36,15 +36,34 @@ class _Group(click.Group):
                 return importlib.import_module(module).command
         return None
 
-    def invoke(self, ctx: click.Context):
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """Each command's first sentence, whole (click's default cuts it with "...")."""
+        rows = [(name, self.get_command(ctx, name).get_short_help_str(limit=1000))
+                for name in self.list_commands(ctx)]  # fmt: skip
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+    def main(self, *args, standalone_mode: bool = True, **kwargs):
+        """Run; every user error (a bad option or a HwaksanError) is one `error:` line, exit 2."""
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
         try:
-            return super().invoke(ctx)
+            result = super().main(*args, standalone_mode=False, **kwargs)
+        except click.ClickException as e:
+            hint = f" (see '{e.ctx.command_path} --help')" if getattr(e, "ctx", None) else ""
+            _fail(e.format_message() + hint)
         except HwaksanError as e:
-            click.echo(f"error: {e}", err=True)
-            sys.exit(2)
-        except KeyboardInterrupt:
+            _fail(str(e))
+        except (KeyboardInterrupt, click.Abort):
             click.echo("interrupted", err=True)
             sys.exit(130)
+        sys.exit(result if isinstance(result, int) else 0)
+
+
+def _fail(message: str) -> None:
+    """Print `error: message` on one line and exit with status 2."""
+    click.echo("error: " + " ".join(message.split()), err=True)
+    sys.exit(2)
 
 
 @click.group(cls=_Group)

@@ -17,6 +17,15 @@ from pathlib import Path
 import click
 import torch
 
+from hwaksan.cli.options import (
+    SEED,
+    BoundedInt,
+    FiniteFloat,
+    OutputFolder,
+    PositiveInt,
+    max_minutes_option,
+)
+
 # The recipe, chosen by measurement (benchmarks/demo_budget.py): 16 px single shapes, the tiny
 # U-Net, v-prediction on a cosine schedule, trailing DDIM spacing, EMA. Validity of DDIM-50
 # samples was 55% after 750 steps and 89% after 1,500; 2,000 steps leave a margin. Training
@@ -25,21 +34,40 @@ DEMO_DEFAULTS = dict(resolution=16, preset="tiny", batch_size=64, lr=2e-3, ema_d
 SAMPLERS = (("ddim", 50), ("dpmpp_2m", 20))
 
 
-@click.command("demo")
-@click.option("--out", default="runs/demo", show_default=True, help="output folder")
-@click.option("--minutes", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="optional cap on training time (the demo trains by --steps)")  # fmt: skip
-@click.option("--steps", type=click.IntRange(min=1), default=2000, show_default=True,
-              help="training steps")  # fmt: skip
-@click.option("-n", "n", type=click.IntRange(min=1), default=256, show_default=True,
-              help="samples to score")  # fmt: skip
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--resolution", type=int, default=DEMO_DEFAULTS["resolution"], hidden=True)
+@click.command("demo", short_help="Train, sample and score a small shapes model by steps.")
+@click.option(
+    "--out", type=OutputFolder(), default="runs/demo", show_default=True, help="output folder"
+)
+@max_minutes_option(help="optional cap on training time (the demo trains by --steps)")
+@click.option(
+    "--steps", type=PositiveInt(10**9), default=2000, show_default=True, help="training steps"
+)
+@click.option(
+    "-n", "n", type=BoundedInt(2, 10_000), default=256, show_default=True, help="samples to score"
+)
+@click.option("--seed", type=SEED, default=0, show_default=True)
+@click.option(
+    "--resolution",
+    type=click.Choice([16, 32, 64]),
+    default=DEMO_DEFAULTS["resolution"],
+    hidden=True,
+)
 @click.option("--preset", default=DEMO_DEFAULTS["preset"], hidden=True)
-@click.option("--batch-size", type=int, default=DEMO_DEFAULTS["batch_size"], hidden=True)
-@click.option("--lr", type=float, default=DEMO_DEFAULTS["lr"], hidden=True)
-@click.option("--ema-decay", type=float, default=DEMO_DEFAULTS["ema_decay"], hidden=True)
-def command(out, minutes, steps, n, seed, resolution, preset, batch_size, lr, ema_decay) -> None:
+@click.option(
+    "--batch-size", type=PositiveInt(65536), default=DEMO_DEFAULTS["batch_size"], hidden=True
+)
+@click.option(
+    "--lr", type=FiniteFloat(0, 10, open_min=True), default=DEMO_DEFAULTS["lr"], hidden=True
+)
+@click.option(
+    "--ema-decay",
+    type=FiniteFloat(0, 1, open_max=True),
+    default=DEMO_DEFAULTS["ema_decay"],
+    hidden=True,
+)
+def command(
+    out, max_minutes, steps, n, seed, resolution, preset, batch_size, lr, ema_decay
+) -> None:
     """Train on the shapes world (2,000 steps), then sample and score (validity, coverage,
     Frechet distance); writes everything to --out."""
     from hwaksan.runs.diffusion import DiffusionRun, run_diffusion
@@ -57,7 +85,7 @@ def command(out, minutes, steps, n, seed, resolution, preset, batch_size, lr, em
         train=TrainConfig(
             out_dir=str(out / "train"), steps=steps, batch_size=batch_size, lr=lr,
             lr_warmup_steps=50, ema_decay=ema_decay, checkpoint_every=500, sample_every=0,
-            seed=seed, max_minutes=minutes, channels_last=channels_last_default(bf16=False),
+            seed=seed, max_minutes=max_minutes, channels_last=channels_last_default(bf16=False),
         ),
     )  # fmt: skip
     pipe, result = run_diffusion(run, data)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from hwaksan.cli.options import SEED, AliasOption, BoundedInt, PositiveInt
 from hwaksan.errors import HwaksanError
 
 DEFAULT_FEATURE = {"shapes": "shapes", "digits": "digits"}  # a folder of real images: "shapes"
@@ -53,7 +54,7 @@ def _format_table(header: str, result: dict) -> str:
     return "\n".join(lines)
 
 
-@click.command("eval")
+@click.command("eval", short_help="Score a folder of generated images against real data.")
 @click.argument("source")
 @click.option(
     "--data",
@@ -61,7 +62,8 @@ def _format_table(header: str, result: dict) -> str:
     show_default=True,
     help="the real data: 'shapes', 'digits' or a folder of real images",
 )
-@click.option("--n", "n_real", default=1000, show_default=True, help="real images to compare with")
+@click.option("-n", "--n", "n_real", cls=AliasOption, type=BoundedInt(2, 100_000), default=1000,
+              show_default=True, help="real images to compare with")  # fmt: skip
 @click.option(
     "--feature",
     default=None,
@@ -69,13 +71,25 @@ def _format_table(header: str, result: dict) -> str:
 )
 @click.option(
     "--resolution",
-    type=int,
+    type=PositiveInt(1024),
     default=None,
     help="compare at this size (default: the first generated image's size)",
 )
-@click.option("--min-objects", default=1, show_default=True, help="shapes: objects per scene")
-@click.option("--max-objects", default=3, show_default=True, help="shapes: objects per scene")
-@click.option("--seed", default=0, show_default=True, help="seed of the real sample")
+@click.option(
+    "--min-objects",
+    type=BoundedInt(1, 9),
+    default=1,
+    show_default=True,
+    help="shapes: objects per scene",
+)
+@click.option(
+    "--max-objects",
+    type=BoundedInt(1, 9),
+    default=3,
+    show_default=True,
+    help="shapes: objects per scene",
+)
+@click.option("--seed", type=SEED, default=0, show_default=True, help="seed of the real sample")
 @click.option("--json", "as_json", is_flag=True, help="print JSON instead of a table")
 def command(source, data, n_real, feature, resolution, min_objects, max_objects, seed, as_json):
     """Score the images in SOURCE (a folder) against real data: Frechet distance, KID, and the
@@ -83,6 +97,8 @@ def command(source, data, n_real, feature, resolution, min_objects, max_objects,
     class accuracy when metadata.jsonl gives each file a "label")."""
     from hwaksan.eval.report import evaluate, reference_images
 
+    if min_objects > max_objects:
+        raise HwaksanError(f"--min-objects {min_objects} is more than --max-objects {max_objects}")
     resolution = resolution or _image_size(source)
     if data == "shapes" and resolution not in SHAPES_RESOLUTIONS:
         raise HwaksanError(f"shapes images must be {SHAPES_RESOLUTIONS} pixels, got {resolution}")

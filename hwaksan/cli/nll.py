@@ -8,6 +8,7 @@ import math
 import click
 import torch
 
+from hwaksan.cli.options import SEED, PositiveInt
 from hwaksan.errors import HwaksanError
 
 
@@ -40,9 +41,13 @@ def heldout_images(data: str, image_shape: tuple[int, int, int], n: int) -> torc
 @click.command("nll")
 @click.argument("model")
 @click.option("--data", default=None, help="shapes, digits or a folder (default: the model's)")
-@click.option("-n", "n", type=int, default=64, show_default=True, help="number of images")
-@click.option("--batch-size", type=int, default=16, show_default=True)
-@click.option("--batch-of-t", type=int, default=10, show_default=True, help="timesteps per call")
+@click.option(
+    "-n", "n", type=PositiveInt(100_000), default=64, show_default=True, help="number of images"
+)
+@click.option("--batch-size", type=PositiveInt(4096), default=16, show_default=True)
+@click.option(
+    "--batch-of-t", type=PositiveInt(1000), default=10, show_default=True, help="timesteps per call"
+)
 @click.option(
     "--variance",
     type=click.Choice(["fixed_large", "fixed_small"]),
@@ -50,7 +55,7 @@ def heldout_images(data: str, image_shape: tuple[int, int, int], n: int) -> torc
     show_default=True,
     help="reverse variance of a model that does not learn one",
 )
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="print JSON instead of a table")
 def command(model, data, n, batch_size, batch_of_t, variance, seed, as_json) -> None:
     """Bound MODEL's NLL in bits/dim on N held-out 8-bit images (class models: unconditional)."""
@@ -59,8 +64,6 @@ def command(model, data, n, batch_size, batch_of_t, variance, seed, as_json) -> 
     from hwaksan.diffusion.likelihood import nll_bits_per_dim
     from hwaksan.model_folder import load
 
-    if min(n, batch_size, batch_of_t) < 1:
-        raise HwaksanError("-n, --batch-size and --batch-of-t must be at least 1")
     pipe = load(model)
     data = data or pipe.data.get("name")
     if data is None or data == "folder":

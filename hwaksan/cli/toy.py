@@ -12,6 +12,7 @@ import time
 import click
 import torch
 
+from hwaksan.cli.options import SEED, BoundedInt, ImageFile, PositiveInt
 from hwaksan.errors import HwaksanError
 
 DATASETS = ("gaussian", "mixture")
@@ -82,20 +83,20 @@ def save_panels(data, panels: list[tuple[str, torch.Tensor]], path: str) -> None
 @click.command("toy")
 @click.option("--data", type=click.Choice(DATASETS), default="mixture", show_default=True)
 @click.option("--sampler", type=click.Choice(SAMPLER_CHOICES), default="all", show_default=True)
-@click.option("--steps", type=int, default=50, show_default=True)
-@click.option("-n", "n", type=int, default=2000, show_default=True, help="samples per sampler")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--steps", type=PositiveInt(1000), default=50, show_default=True)
+@click.option("-n", "n", type=BoundedInt(2, 1_000_000), default=2000, show_default=True,
+              help="samples per sampler")  # fmt: skip
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option(
     "--spacing", type=click.Choice(("leading", "trailing", "linspace")), default="leading"
 )
 @click.option("--karras", is_flag=True, help="Karras sigmas (dpmpp_2m, euler, heun)")
-@click.option("--out", default="toy.png", show_default=True, help="PNG to write")
+@click.option("--out", type=ImageFile(), default="toy.png", show_default=True,
+              help="image to write (.png, .jpg, ...)")  # fmt: skip
 def command(data, sampler, steps, n, seed, spacing, karras, out) -> None:
     """Sample 2-D toy data with the exact model; report moment errors; draw the samples."""
     import hwaksan as hk
 
-    if n < 2:
-        raise HwaksanError("-n must be at least 2")
     schedule = hk.NoiseSchedule.linear(1000)
     if not 1 <= steps <= schedule.num_train_timesteps:
         raise HwaksanError(f"--steps must be between 1 and {schedule.num_train_timesteps}")

@@ -4,8 +4,16 @@ from __future__ import annotations
 
 import click
 
+from hwaksan.cli.options import (
+    SEED,
+    BoundedInt,
+    FiniteFloat,
+    IntList,
+    OutputFolder,
+    PositiveInt,
+    max_minutes_option,
+)
 from hwaksan.diffusion.schedule import SCHEDULES
-from hwaksan.errors import HwaksanError
 from hwaksan.runs.diffusion import DiffusionRun, run_diffusion
 from hwaksan.train.loop import TrainConfig, channels_last_default
 
@@ -13,18 +21,37 @@ from hwaksan.train.loop import TrainConfig, channels_last_default
 @click.command("train")
 @click.option("--data", default="shapes", show_default=True, help="shapes, digits, or a folder")
 @click.option("--preset", default="tiny", show_default=True, help="U-Net size: tiny, small, base")
-@click.option("--resolution", type=int, default=None, help="pixels (default: 32 shapes, 16 digits)")
-@click.option("--channels", default=None, help="override the preset's widths, e.g. 32,64,128")
-@click.option("--attention-resolutions", default=None,
+@click.option("--resolution", type=PositiveInt(1024), default=None,
+              help="pixels (default: 32 shapes, 16 digits)")  # fmt: skip
+@click.option("--channels", type=IntList("32,64,128", what="widths"), default=None,
+              help="override the preset's widths, e.g. 32,64,128")  # fmt: skip
+@click.option("--attention-resolutions", type=IntList("16,8", what="sizes"), default=None,
               help="sizes that get attention, e.g. 16,8 (default: half the input)")  # fmt: skip
-@click.option("--steps", type=int, default=2000, show_default=True, help="optimizer steps")
-@click.option("--batch-size", type=int, default=64, show_default=True)
-@click.option("--grad-accum", type=int, default=1, show_default=True, help="micro-batches a step")
-@click.option("--lr", type=float, default=2e-3, show_default=True)
-@click.option("--warmup", type=int, default=100, show_default=True, help="lr warm-up steps")
+@click.option(
+    "--steps", type=PositiveInt(10**9), default=2000, show_default=True, help="optimizer steps"
+)
+@click.option("--batch-size", type=PositiveInt(65536), default=64, show_default=True)
+@click.option(
+    "--grad-accum",
+    type=PositiveInt(4096),
+    default=1,
+    show_default=True,
+    help="micro-batches a step",
+)
+@click.option("--lr", type=FiniteFloat(0, 10, open_min=True), default=2e-3, show_default=True)
+@click.option(
+    "--warmup", type=BoundedInt(0, 10**9), default=100, show_default=True, help="lr warm-up steps"
+)
 @click.option("--lr-schedule", type=click.Choice(["constant", "cosine"]), default="constant",
               show_default=True)  # fmt: skip
-@click.option("--out", "out_dir", default="runs/train", show_default=True, help="output folder")
+@click.option(
+    "--out",
+    "out_dir",
+    type=OutputFolder(),
+    default="runs/train",
+    show_default=True,
+    help="output folder",
+)
 @click.option("--resume", is_flag=True, help="continue from the last checkpoint in --out")
 @click.option("--class-conditional", is_flag=True, help="condition on the data's labels")
 @click.option("--autoencoder", default=None, help="train in its latent space: a name or folder")
@@ -32,7 +59,7 @@ from hwaksan.train.loop import TrainConfig, channels_last_default
               help="text-to-image on captions: mini_clip, minilm or a folder")  # fmt: skip
 @click.option(
     "--context-layers",
-    type=int,
+    type=BoundedInt(0, 64),
     default=0,
     show_default=True,
     help="text-to-image: trainable transformer layers that re-read the prompt's tokens",
@@ -47,11 +74,16 @@ from hwaksan.train.loop import TrainConfig, channels_last_default
     default=None,
     help="start from a trained model's U-Net (name or folder); new parts start fresh",
 )
-@click.option("--minutes", type=float, default=None, help="stop after this much training time")
+@max_minutes_option(help="stop after this much training time")
 @click.option("--prediction-type", default="v_prediction", show_default=True,
               type=click.Choice(["epsilon", "sample", "v_prediction"]))  # fmt: skip
 @click.option("--schedule", type=click.Choice(SCHEDULES), default="cosine", show_default=True)
-@click.option("--snr-gamma", type=float, default=None, help="min-SNR-gamma loss weighting (5)")
+@click.option(
+    "--snr-gamma",
+    type=FiniteFloat(0, open_min=True),
+    default=None,
+    help="min-SNR-gamma loss weighting (5)",
+)
 @click.option("--learn-sigma", is_flag=True, help="learned variance, hybrid loss")
 @click.option("--bf16", is_flag=True, help="bf16 autocast")
 @click.option(
@@ -59,16 +91,27 @@ from hwaksan.train.loop import TrainConfig, channels_last_default
     default=None,
     help="memory format; default: on for fp32 on the CPU (1.27x there), else off",
 )
-@click.option("--ema-decay", type=float, default=0.999, show_default=True, help="0 = no EMA")
-@click.option("--grad-clip", type=float, default=1.0, show_default=True, help="0 = off")
-@click.option("--sample-every", type=int, default=500, show_default=True, help="0 = at the end")
-@click.option("--num-samples", type=int, default=16, show_default=True, help="images a grid")
-@click.option("--sample-steps", type=int, default=50, show_default=True, help="DDIM steps")
-@click.option("--checkpoint-every", type=int, default=500, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--scenes", type=int, default=None,
+@click.option("--ema-decay", type=FiniteFloat(0, 1, open_max=True), default=0.999,
+              show_default=True, help="0 = no EMA")  # fmt: skip
+@click.option("--grad-clip", type=FiniteFloat(0), default=1.0, show_default=True, help="0 = off")
+@click.option(
+    "--sample-every",
+    type=BoundedInt(0, 10**9),
+    default=500,
+    show_default=True,
+    help="0 = at the end",
+)
+@click.option(
+    "--num-samples", type=BoundedInt(0, 1024), default=16, show_default=True, help="images a grid"
+)
+@click.option(
+    "--sample-steps", type=PositiveInt(1000), default=50, show_default=True, help="DDIM steps"
+)
+@click.option("--checkpoint-every", type=PositiveInt(10**9), default=500, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
+@click.option("--scenes", type=PositiveInt(10**7), default=None,
               help="text-to-image on shapes: scenes to render (default 8000)")  # fmt: skip
-@click.option("--grounding-loss", type=float, default=0.0,
+@click.option("--grounding-loss", type=FiniteFloat(0), default=0.0,
               help="text-to-image on shapes: token grounding loss weight")  # fmt: skip
 def command(**o) -> None:
     """Train a diffusion model; writes checkpoints, log.csv, loss.png, samples/ and model/."""
@@ -78,7 +121,7 @@ def command(**o) -> None:
         lr_schedule=o["lr_schedule"], grad_clip=o["grad_clip"] or None,
         ema_decay=o["ema_decay"] or None, bf16=o["bf16"], channels_last=_channels_last(o),
         seed=o["seed"], checkpoint_every=o["checkpoint_every"], sample_every=o["sample_every"],
-        resume=o["resume"], max_minutes=o["minutes"],
+        resume=o["resume"], max_minutes=o["max_minutes"],
     )  # fmt: skip
     run = DiffusionRun(
         data=o["data"], resolution=o["resolution"], preset=o["preset"],
@@ -104,17 +147,7 @@ def _channels_last(o: dict) -> bool:
     return channels_last_default(o["bf16"])
 
 
-def _overrides(channels: str | None, attention_resolutions: str | None = None) -> dict:
-    overrides = {}
-    for name, value, example in [
-        ("channels", channels, "widths like 32,64,128"),
-        ("attention_resolutions", attention_resolutions, "sizes like 16,8"),
-    ]:
-        if value is None:
-            continue
-        try:
-            overrides[name] = tuple(int(c) for c in value.split(","))
-        except ValueError:
-            option = "--" + name.replace("_", "-")
-            raise HwaksanError(f"{option} {value!r} must be {example}") from None
-    return overrides
+def _overrides(channels: tuple | None, attention_resolutions: tuple | None = None) -> dict:
+    """The U-Net fields the command line overrides (already checked lists of sizes)."""
+    named = {"channels": channels, "attention_resolutions": attention_resolutions}
+    return {name: value for name, value in named.items() if value is not None}

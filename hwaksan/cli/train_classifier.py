@@ -4,26 +4,51 @@ from __future__ import annotations
 
 import click
 
-from hwaksan.errors import HwaksanError
+from hwaksan.cli.options import (
+    SEED,
+    BoundedInt,
+    FiniteFloat,
+    IntList,
+    OutputFolder,
+    PositiveInt,
+)
 from hwaksan.train.loop import TrainConfig
 
 
-@click.command("train-classifier")
+@click.command(
+    "train-classifier", short_help="Train a noise-aware classifier for classifier guidance."
+)
 @click.option("--data", type=click.Choice(["digits", "shapes"]), default="digits",
               show_default=True, help="digits, or single shapes (shape x color)")  # fmt: skip
-@click.option("--resolution", type=int, default=None, help="pixels (default: 32 shapes, 16 digits)")
-@click.option("--channels", default="32,64,128", show_default=True, help="widths per level")
+@click.option(
+    "--resolution",
+    type=PositiveInt(1024),
+    default=None,
+    help="pixels (default: 32 shapes, 16 digits)",
+)
+@click.option(
+    "--channels",
+    type=IntList("32,64,128", what="widths"),
+    default="32,64,128",
+    show_default=True,
+    help="widths per level",
+)
 @click.option("--schedule", type=click.Choice(["linear", "cosine"]), default="cosine",
               show_default=True, help="the noise schedule of the model it will guide")  # fmt: skip
-@click.option("--steps", type=int, default=2000, show_default=True, help="optimizer steps")
-@click.option("--batch-size", type=int, default=128, show_default=True)
-@click.option("--lr", type=float, default=1e-3, show_default=True)
-@click.option("--warmup", type=int, default=100, show_default=True, help="lr warm-up steps")
-@click.option("--weight-decay", type=float, default=0.05, show_default=True)
-@click.option("--ema-decay", type=float, default=0.999, show_default=True, help="0 = no EMA")
-@click.option("--out", "out_dir", default="runs/classifier", show_default=True)
+@click.option(
+    "--steps", type=PositiveInt(10**9), default=2000, show_default=True, help="optimizer steps"
+)
+@click.option("--batch-size", type=PositiveInt(65536), default=128, show_default=True)
+@click.option("--lr", type=FiniteFloat(0, 10, open_min=True), default=1e-3, show_default=True)
+@click.option(
+    "--warmup", type=BoundedInt(0, 10**9), default=100, show_default=True, help="lr warm-up steps"
+)
+@click.option("--weight-decay", type=FiniteFloat(0, 10), default=0.05, show_default=True)
+@click.option("--ema-decay", type=FiniteFloat(0, 1, open_max=True), default=0.999,
+              show_default=True, help="0 = no EMA")  # fmt: skip
+@click.option("--out", "out_dir", type=OutputFolder(), default="runs/classifier", show_default=True)
 @click.option("--resume", is_flag=True, help="continue from the last checkpoint in --out")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 def command(**o) -> None:
     """Train a noise-aware classifier on noised images at random t; writes checkpoints, log.csv
     and model/ (load it with `--classifier` in `hwaksan sample`)."""
@@ -35,12 +60,8 @@ def command(**o) -> None:
         ema_decay=o["ema_decay"] or None, seed=o["seed"], checkpoint_every=500,
         resume=o["resume"],
     )  # fmt: skip
-    try:
-        channels = tuple(int(c) for c in o["channels"].split(","))
-    except ValueError:
-        raise HwaksanError(f"--channels {o['channels']!r} must be widths like 32,64,128") from None
     run = ClassifierRun(
-        data=o["data"], resolution=o["resolution"], channels=channels, schedule=o["schedule"],
+        data=o["data"], resolution=o["resolution"], channels=o["channels"], schedule=o["schedule"],
         train=config,
     )  # fmt: skip
     _, result, accuracy = run_classifier(run)

@@ -4,36 +4,66 @@ from __future__ import annotations
 
 import click
 
+from hwaksan.cli.options import (
+    SEED,
+    BoundedInt,
+    FiniteFloat,
+    OutputFolder,
+    PositiveInt,
+    max_minutes_option,
+)
 from hwaksan.train.loop import TrainConfig
 
 
-@click.command("train-clip")
-@click.option("--steps", type=int, default=3000, show_default=True, help="optimizer steps")
-@click.option("--batch-size", type=int, default=128, show_default=True)
-@click.option("--lr", type=float, default=1e-3, show_default=True)
-@click.option("--warmup", type=int, default=200, show_default=True, help="lr warm-up steps")
+@click.command(
+    "train-clip", short_help="Train a mini-CLIP (text + image towers) on shapes captions."
+)
+@click.option(
+    "--steps", type=PositiveInt(10**9), default=3000, show_default=True, help="optimizer steps"
+)
+@click.option("--batch-size", type=BoundedInt(2, 65536), default=128, show_default=True)
+@click.option("--lr", type=FiniteFloat(0, 10, open_min=True), default=1e-3, show_default=True)
+@click.option(
+    "--warmup", type=BoundedInt(0, 10**9), default=200, show_default=True, help="lr warm-up steps"
+)
 @click.option("--lr-schedule", type=click.Choice(["constant", "cosine"]), default="cosine",
               show_default=True)  # fmt: skip
-@click.option("--weight-decay", type=float, default=0.01, show_default=True)
-@click.option("--ema-decay", type=float, default=0.999, show_default=True, help="0 = no EMA")
-@click.option("--resolution", type=int, default=32, show_default=True)
-@click.option("--max-objects", type=int, default=2, show_default=True, help="objects a scene")
-@click.option("--scenes", type=int, default=50_000, show_default=True, help="scenes rendered")
+@click.option("--weight-decay", type=FiniteFloat(0, 10), default=0.01, show_default=True)
+@click.option("--ema-decay", type=FiniteFloat(0, 1, open_max=True), default=0.999,
+              show_default=True, help="0 = no EMA")  # fmt: skip
+@click.option("--resolution", type=click.Choice([16, 32, 64]), default=32, show_default=True)
+@click.option(
+    "--max-objects", type=BoundedInt(1, 9), default=2, show_default=True, help="objects a scene"
+)
+@click.option(
+    "--scenes", type=BoundedInt(2, 10**7), default=50_000, show_default=True, help="scenes rendered"
+)
 @click.option("--hard-negatives/--no-hard-negatives", default=True, show_default=True,
               help="pair each image with a one-attribute-off caption (NegCLIP)")  # fmt: skip
-@click.option("--relation-negatives", type=float, default=0.5, show_default=True,
+@click.option("--relation-negatives", type=FiniteFloat(0, 1), default=0.5, show_default=True,
               help="share of two-object negatives that swap the objects' places")  # fmt: skip
-@click.option("--image-attention", type=int, default=2, show_default=True,
+@click.option("--image-attention", type=BoundedInt(0, 64), default=2, show_default=True,
               help="self-attention layers over the image tower's final cells")  # fmt: skip
-@click.option("--width", type=int, default=128, show_default=True, help="text hidden size")
-@click.option("--layers", type=int, default=3, show_default=True, help="text transformer layers")
-@click.option("--max-minutes", type=float, default=None, help="stop (and save) after this long")
-@click.option("--eval-scenes", type=int, default=500, show_default=True,
+@click.option(
+    "--width", type=PositiveInt(4096), default=128, show_default=True, help="text hidden size"
+)
+@click.option(
+    "--layers", type=PositiveInt(64), default=3, show_default=True, help="text transformer layers"
+)
+@max_minutes_option()
+@click.option("--eval-scenes", type=BoundedInt(0, 10**6), default=500, show_default=True,
               help="fresh scenes per attribute for the retrieval score (0: skip)")  # fmt: skip
-@click.option("--out", "out_dir", default="runs/clip", show_default=True, help="output folder")
+@click.option(
+    "--out",
+    "out_dir",
+    type=OutputFolder(),
+    default="runs/clip",
+    show_default=True,
+    help="output folder",
+)
 @click.option("--resume", is_flag=True, help="continue from the last checkpoint in --out")
-@click.option("--checkpoint-every", type=int, default=500, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--checkpoint-every", type=PositiveInt(10**9), default=500, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 def command(**o) -> None:
     """Train a mini-CLIP; writes checkpoints, log.csv, loss.png and model/ (with its retrieval
     accuracy per attribute in model/retrieval.json)."""

@@ -62,7 +62,15 @@ def load_image(path: str | Path, resolution: int) -> torch.Tensor:
 def _read_metadata(path: Path) -> dict[Path, dict]:
     """file path -> its metadata row, for one metadata.jsonl; errors name the line."""
     rows = {}
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    if not path.is_file():
+        raise HwaksanError(f"{path} is not a file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise HwaksanError(f"{path} is not UTF-8 text (byte {e.start})") from e
+    except OSError as e:
+        raise HwaksanError(f"cannot read {path}: {e.strerror or e}") from e
+    for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
@@ -73,9 +81,13 @@ def _read_metadata(path: Path) -> dict[Path, dict]:
             raise HwaksanError(f'{path} line {number} needs a "file_name" string')
         if "text" in row and not isinstance(row["text"], str):
             raise HwaksanError(f'{path} line {number}: "text" must be a string')
-        if "label" in row and not (isinstance(row["label"], int) and row["label"] >= 0):
+        label = row.get("label", 0)
+        if isinstance(label, bool) or not (isinstance(label, int) and 0 <= label < 2**31):
             raise HwaksanError(f'{path} line {number}: "label" must be a non-negative integer')
-        target = (path.parent / row["file_name"]).resolve()
+        try:
+            target = (path.parent / row["file_name"]).resolve()
+        except (OSError, RuntimeError, ValueError) as e:  # a loop of links, a NUL in the name
+            raise HwaksanError(f"{path} line {number}: bad file_name ({e})") from e
         if not target.is_file():
             raise HwaksanError(f"{path} line {number} names a missing file {row['file_name']!r}")
         rows[target] = row

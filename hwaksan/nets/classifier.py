@@ -161,16 +161,14 @@ def load_classifier(
 ) -> NoisyClassifier:
     """A noise-aware classifier from a shipped name ("digits_classifier_noisy") or a folder, in
     eval mode and frozen (guidance differentiates it with respect to x_t only)."""
-    from hwaksan.components import load_weights, read_folder
+    from hwaksan.components import construct, load_weights, read_folder
     from hwaksan.registry import resolve
 
     folder = resolve(name_or_path)
     path = folder / "config.json"
     saved = read_folder(folder, MODEL_KIND, FORMAT_VERSION)
-    try:
-        classifier = NoisyClassifier(NoisyClassifierConfig.from_dict(saved["config"]))
-    except (TypeError, ValueError, KeyError) as e:
-        raise HwaksanError(f"{path} has an invalid classifier config ({e})") from e
+    make = lambda: NoisyClassifier(NoisyClassifierConfig.from_dict(saved["config"]))  # noqa: E731
+    classifier = construct(make, str(path), "classifier")
     load_weights(classifier, folder / f"{WEIGHTS}.safetensors", folder)
     device = torch.device(device or "cpu")
     return classifier.to(device).eval().requires_grad_(False)

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
+import typing
 from typing import Any, ClassVar
 
 from hwaksan.errors import HwaksanError
+from hwaksan.fields import check_typed
 
 
 class JSONConfig:
     """Mixin for a dataclass config: tuple fields become JSON lists and come back as tuples, a
     nested config (a field whose default is another JSONConfig) travels as a nested object, and an
-    unknown key in a saved config is a one-line error naming the keys that exist."""
+    unknown key or a value of the wrong type (a number as a string, a negative width) in a saved
+    config is a one-line error naming the field."""
 
     config_name: ClassVar[str] = "network"  # how errors name it: "unknown UNet config keys"
 
@@ -20,12 +23,17 @@ class JSONConfig:
 
     @classmethod
     def from_dict(cls, d: dict):
+        if not isinstance(d, dict):
+            raise HwaksanError(
+                f"a {cls.config_name} config must be an object, not {type(d).__name__}"
+            )
         fields = {f.name: f for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - fields.keys())
         if unknown:
             raise HwaksanError(
                 f"unknown {cls.config_name} config keys {unknown}; known: {sorted(fields)}"
             )
+        check_typed(d, typing.get_type_hints(cls), f"{cls.config_name} config")
         return cls(**{k: _from_json(fields[k], v) for k, v in d.items()})
 
 

@@ -17,7 +17,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hwaksan.errors import HwaksanError
 from hwaksan.nets.attention import Attention
 from hwaksan.nets.config import JSONConfig
 from hwaksan.nets.text.base import MINI_CLIP_KIND, TextEncoder, TextEncoding
@@ -234,14 +233,12 @@ def save_mini_clip(
 
 def load_mini_clip(name_or_path: str | Path = "mini_clip") -> MiniCLIP:
     """A saved mini-CLIP (float32, eval mode): "mini_clip" (the shipped one) or a folder."""
-    from hwaksan.components import load_weights, read_folder
+    from hwaksan.components import construct, load_weights, read_folder
     from hwaksan.registry import WEIGHTS_DIR
 
     folder = WEIGHTS_DIR / "mini_clip" if str(name_or_path) == "mini_clip" else Path(name_or_path)
     saved = read_folder(folder, MINI_CLIP_KIND, FORMAT_VERSION)
-    try:
-        model = MiniCLIP(MiniCLIPConfig.from_dict(saved["config"]))
-    except (ValueError, KeyError, TypeError) as e:
-        raise HwaksanError(f"{folder / 'config.json'} is not a valid mini-CLIP config ({e})") from e
+    make = lambda: MiniCLIP(MiniCLIPConfig.from_dict(saved["config"]))  # noqa: E731
+    model = construct(make, str(folder / "config.json"), "mini-CLIP")
     load_weights(model, folder / f"{WEIGHTS}.safetensors", folder)
     return model.float().eval()
