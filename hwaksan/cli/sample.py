@@ -48,7 +48,7 @@ def command(
     if num_classes is None and classifier_scale and pipe.classifier is not None:
         num_classes = pipe.classifier.config.num_classes  # the classes it steers an uncond model to
     if classifier_scale and pipe.classifier is None:
-        raise HwaksanError("--classifier-scale needs --classifier (a noise-aware classifier)")
+        raise HwaksanError("--classifier-scale needs a classifier: pass --classifier NAME")
     check_steps(pipe, steps)
     check_class_label(pipe, model, class_label, num_classes)
     labels = None
