@@ -170,3 +170,36 @@ def max_minutes_option(default: float | None = None, help: str = "stop (and save
         type=FiniteFloat(0, open_min=True), default=default, show_default=default is not None,
         help=help,
     )  # fmt: skip
+
+
+RUN_FILES = ("checkpoints", "log.csv", "loss.png", "samples", "model")  # what a run writes
+
+
+def overwrite_option(function):
+    """`--overwrite`: replace the training run already in --out (see `fresh_run_folder`)."""
+    return click.option(
+        "--overwrite", is_flag=True,
+        help="replace a training run already in --out (without it, an existing run is an error)",
+    )(function)  # fmt: skip
+
+
+def fresh_run_folder(out_dir: str, resume: bool, overwrite: bool) -> None:
+    """A new run never silently replaces another: a folder that holds a run (checkpoints, log,
+    model) is an error unless --resume continues it or --overwrite replaces it, which removes only
+    what a run writes."""
+    import shutil
+
+    from hwaksan.errors import HwaksanError
+
+    out = Path(out_dir)
+    found = [name for name in RUN_FILES if (out / name).exists()]
+    if resume or not found:
+        return
+    if not overwrite:
+        raise HwaksanError(
+            f"{out} already holds a training run ({', '.join(found)}); continue it with "
+            "--resume, write elsewhere with --out, or replace it with --overwrite"
+        )
+    for name in found:
+        path = out / name
+        shutil.rmtree(path) if path.is_dir() else path.unlink()

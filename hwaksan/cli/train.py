@@ -11,7 +11,9 @@ from hwaksan.cli.options import (
     IntList,
     OutputFolder,
     PositiveInt,
+    fresh_run_folder,
     max_minutes_option,
+    overwrite_option,
 )
 from hwaksan.diffusion.schedule import SCHEDULES
 from hwaksan.runs.diffusion import DiffusionRun, run_diffusion
@@ -53,6 +55,7 @@ from hwaksan.train.loop import TrainConfig, channels_last_default
     help="output folder",
 )
 @click.option("--resume", is_flag=True, help="continue from the last checkpoint in --out")
+@overwrite_option
 @click.option("--class-conditional", is_flag=True, help="condition on the data's labels")
 @click.option("--autoencoder", default=None, help="train in its latent space: a name or folder")
 @click.option("--text-encoder", default=None,
@@ -115,6 +118,7 @@ from hwaksan.train.loop import TrainConfig, channels_last_default
               help="text-to-image on shapes: token grounding loss weight")  # fmt: skip
 def command(**o) -> None:
     """Train a diffusion model; writes checkpoints, log.csv, loss.png, samples/ and model/."""
+    fresh_run_folder(o["out_dir"], o["resume"], o.pop("overwrite"))
     config = TrainConfig(
         out_dir=o["out_dir"], steps=o["steps"], batch_size=o["batch_size"],
         grad_accum=o["grad_accum"], lr=o["lr"], lr_warmup_steps=o["warmup"],

@@ -11,7 +11,9 @@ from hwaksan.cli.options import (
     IntList,
     OutputFolder,
     PositiveInt,
+    fresh_run_folder,
     max_minutes_option,
+    overwrite_option,
 )
 from hwaksan.train.autoencoder import AutoencoderLossConfig
 from hwaksan.train.autoencoder_run import AutoencoderRun, run_autoencoder
@@ -51,6 +53,7 @@ from hwaksan.train.loop import TrainConfig
     "--out", "out_dir", type=OutputFolder(), default="runs/autoencoder", show_default=True
 )
 @click.option("--resume", is_flag=True, help="continue from the last checkpoint in --out")
+@overwrite_option
 @click.option("--bf16", is_flag=True, help="bf16 autocast")
 @max_minutes_option()
 @click.option(
@@ -64,6 +67,7 @@ from hwaksan.train.loop import TrainConfig
 @click.option("--seed", type=SEED, default=0, show_default=True)
 def command(**o) -> None:
     """Train an autoencoder; writes checkpoints, log.csv, loss.png, samples/ and model/."""
+    fresh_run_folder(o["out_dir"], o["resume"], o.pop("overwrite"))
     config = TrainConfig(
         out_dir=o["out_dir"], steps=o["steps"], batch_size=o["batch_size"], lr=o["lr"],
         lr_warmup_steps=o["warmup"], lr_schedule=o["lr_schedule"], adam_betas=(0.5, 0.9),

@@ -11,6 +11,8 @@ from hwaksan.cli.options import (
     IntList,
     OutputFolder,
     PositiveInt,
+    fresh_run_folder,
+    overwrite_option,
 )
 from hwaksan.train.loop import TrainConfig
 
@@ -48,10 +50,12 @@ from hwaksan.train.loop import TrainConfig
               show_default=True, help="0 = no EMA")  # fmt: skip
 @click.option("--out", "out_dir", type=OutputFolder(), default="runs/classifier", show_default=True)
 @click.option("--resume", is_flag=True, help="continue from the last checkpoint in --out")
+@overwrite_option
 @click.option("--seed", type=SEED, default=0, show_default=True)
 def command(**o) -> None:
     """Train a noise-aware classifier on noised images at random t; writes checkpoints, log.csv
     and model/ (load it with `--classifier` in `hwaksan sample`)."""
+    fresh_run_folder(o["out_dir"], o["resume"], o.pop("overwrite"))
     from hwaksan.train.classifier import ClassifierRun, run_classifier
 
     config = TrainConfig(

@@ -10,7 +10,9 @@ from hwaksan.cli.options import (
     FiniteFloat,
     OutputFolder,
     PositiveInt,
+    fresh_run_folder,
     max_minutes_option,
+    overwrite_option,
 )
 from hwaksan.train.loop import TrainConfig
 
@@ -62,11 +64,13 @@ from hwaksan.train.loop import TrainConfig
     help="output folder",
 )
 @click.option("--resume", is_flag=True, help="continue from the last checkpoint in --out")
+@overwrite_option
 @click.option("--checkpoint-every", type=PositiveInt(10**9), default=500, show_default=True)
 @click.option("--seed", type=SEED, default=0, show_default=True)
 def command(**o) -> None:
     """Train a mini-CLIP; writes checkpoints, log.csv, loss.png and model/ (with its retrieval
     accuracy per attribute in model/retrieval.json)."""
+    fresh_run_folder(o["out_dir"], o["resume"], o.pop("overwrite"))
     import json
     from pathlib import Path
 
