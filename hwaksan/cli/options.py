@@ -175,12 +175,24 @@ def max_minutes_option(default: float | None = None, help: str = "stop (and save
 RUN_FILES = ("checkpoints", "log.csv", "loss.png", "samples", "model")  # what a run writes
 
 
-def overwrite_option(function):
-    """`--overwrite`: replace the training run already in --out (see `fresh_run_folder`)."""
-    return click.option(
-        "--overwrite", is_flag=True,
-        help="replace a training run already in --out (without it, an existing run is an error)",
-    )(function)  # fmt: skip
+def run_folder_options(default: str):
+    """`--out` (the run's folder), `--resume` and `--overwrite`: what every training command takes
+    about where its run goes (see `fresh_run_folder`)."""
+
+    def decorate(function):
+        for option in reversed([
+            click.option("--out", "out_dir", type=OutputFolder(), default=default,
+                         show_default=True, help="output folder"),
+            click.option("--resume", is_flag=True,
+                         help="continue from the last checkpoint in --out"),
+            click.option("--overwrite", is_flag=True,
+                         help="replace a training run already in --out (without it, an "
+                         "existing run is an error)"),
+        ]):  # fmt: skip
+            function = option(function)
+        return function
+
+    return decorate
 
 
 def fresh_run_folder(out_dir: str, resume: bool, overwrite: bool) -> None:

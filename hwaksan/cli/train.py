@@ -9,11 +9,10 @@ from hwaksan.cli.options import (
     BoundedInt,
     FiniteFloat,
     IntList,
-    OutputFolder,
     PositiveInt,
     fresh_run_folder,
     max_minutes_option,
-    overwrite_option,
+    run_folder_options,
 )
 from hwaksan.diffusion.schedule import SCHEDULES
 from hwaksan.runs.diffusion import DiffusionRun, run_diffusion
@@ -46,16 +45,7 @@ from hwaksan.train.loop import TrainConfig, channels_last_default
 )
 @click.option("--lr-schedule", type=click.Choice(["constant", "cosine"]), default="constant",
               show_default=True)  # fmt: skip
-@click.option(
-    "--out",
-    "out_dir",
-    type=OutputFolder(),
-    default="runs/train",
-    show_default=True,
-    help="output folder",
-)
-@click.option("--resume", is_flag=True, help="continue from the last checkpoint in --out")
-@overwrite_option
+@run_folder_options("runs/train")
 @click.option("--class-conditional", is_flag=True, help="condition on the data's labels")
 @click.option("--autoencoder", default=None, help="train in its latent space: a name or folder")
 @click.option("--text-encoder", default=None,

@@ -9,11 +9,10 @@ from hwaksan.cli.options import (
     BoundedInt,
     FiniteFloat,
     IntList,
-    OutputFolder,
     PositiveInt,
     fresh_run_folder,
     max_minutes_option,
-    overwrite_option,
+    run_folder_options,
 )
 from hwaksan.train.autoencoder import AutoencoderLossConfig
 from hwaksan.train.autoencoder_run import AutoencoderRun, run_autoencoder
@@ -49,11 +48,7 @@ from hwaksan.train.loop import TrainConfig
     "--perceptual-weight", type=FiniteFloat(0), default=1.0, show_default=True, help="0 = off"
 )
 @click.option("--kl-weight", type=FiniteFloat(0), default=1e-6, show_default=True)
-@click.option(
-    "--out", "out_dir", type=OutputFolder(), default="runs/autoencoder", show_default=True
-)
-@click.option("--resume", is_flag=True, help="continue from the last checkpoint in --out")
-@overwrite_option
+@run_folder_options("runs/autoencoder")
 @click.option("--bf16", is_flag=True, help="bf16 autocast")
 @max_minutes_option()
 @click.option(

@@ -9,10 +9,9 @@ from hwaksan.cli.options import (
     BoundedInt,
     FiniteFloat,
     IntList,
-    OutputFolder,
     PositiveInt,
     fresh_run_folder,
-    overwrite_option,
+    run_folder_options,
 )
 from hwaksan.train.loop import TrainConfig
 
@@ -48,9 +47,7 @@ from hwaksan.train.loop import TrainConfig
 @click.option("--weight-decay", type=FiniteFloat(0, 10), default=0.05, show_default=True)
 @click.option("--ema-decay", type=FiniteFloat(0, 1, open_max=True), default=0.999,
               show_default=True, help="0 = no EMA")  # fmt: skip
-@click.option("--out", "out_dir", type=OutputFolder(), default="runs/classifier", show_default=True)
-@click.option("--resume", is_flag=True, help="continue from the last checkpoint in --out")
-@overwrite_option
+@run_folder_options("runs/classifier")
 @click.option("--seed", type=SEED, default=0, show_default=True)
 def command(**o) -> None:
     """Train a noise-aware classifier on noised images at random t; writes checkpoints, log.csv

@@ -8,11 +8,10 @@ from hwaksan.cli.options import (
     SEED,
     BoundedInt,
     FiniteFloat,
-    OutputFolder,
     PositiveInt,
     fresh_run_folder,
     max_minutes_option,
-    overwrite_option,
+    run_folder_options,
 )
 from hwaksan.train.loop import TrainConfig
 
@@ -55,16 +54,7 @@ from hwaksan.train.loop import TrainConfig
 @max_minutes_option()
 @click.option("--eval-scenes", type=BoundedInt(0, 10**6), default=500, show_default=True,
               help="fresh scenes per attribute for the retrieval score (0: skip)")  # fmt: skip
-@click.option(
-    "--out",
-    "out_dir",
-    type=OutputFolder(),
-    default="runs/clip",
-    show_default=True,
-    help="output folder",
-)
-@click.option("--resume", is_flag=True, help="continue from the last checkpoint in --out")
-@overwrite_option
+@run_folder_options("runs/clip")
 @click.option("--checkpoint-every", type=PositiveInt(10**9), default=500, show_default=True)
 @click.option("--seed", type=SEED, default=0, show_default=True)
 def command(**o) -> None:
