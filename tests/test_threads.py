@@ -34,3 +34,22 @@ def test_cli_threads_sets_torch_threads_and_rejects_zero():
         torch.set_num_threads(before)
     result = CliRunner().invoke(main, ["--threads", "0", "eval", "--help"])
     assert result.exit_code == 2 and "--threads" in result.output
+
+
+def test_a_process_started_just_now_is_seen(monkeypatch):
+    """The 1-minute load average lags; the runnable count sees a busy loop within a second."""
+    import subprocess
+    import sys
+    import time
+
+    from hwaksan.runtime_threads import runnable_others
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.5)
+        assert runnable_others() >= 1
+        assert default_threads(2) == 1
+    finally:
+        hog.kill()
+        hog.wait()
