@@ -208,11 +208,40 @@ def construct(make: Callable[[], nn.Module], where: str, what: str) -> nn.Module
     check's, or a constructor's own about a value that passed the types) is one line naming
     `where`."""
     try:
+        _check_size(make, where)
         return make()
     except HwaksanError as e:
         raise HwaksanError(f"{where}: {e}") from e
     except Exception as e:
         raise HwaksanError(f"{where} has an invalid {what} config ({_first_line(e)})") from e
+
+
+def _check_size(make: Callable[[], nn.Module], where: str) -> None:
+    """A config asking for a network larger than half this machine's memory (`channels:
+    [100000]`) is refused before any memory is touched: built first on the meta device, which
+    allocates nothing. A constructor that cannot run on meta is left to the real build."""
+    try:
+        with torch.device("meta"):
+            module = make()
+    except HwaksanError:
+        raise
+    except Exception:
+        return
+    size = sum(t.numel() * t.element_size() for t in (*module.parameters(), *module.buffers()))
+    limit = _memory_bytes() // 2
+    if size > limit:
+        raise HwaksanError(
+            f"{where} asks for a network of {size / 2**30:.1f} GiB, more than half of this "
+            f"machine's {2 * limit / 2**30:.0f} GiB of memory; its sizes are wrong"
+        )
+
+
+def _memory_bytes() -> int:
+    """This machine's physical memory (1 TiB where the OS does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 2**40
 
 
 def _first_line(error: Exception) -> str:

@@ -39,6 +39,8 @@ def _cases() -> list[tuple[str, object]]:
         ("image_shape=[1,16,16]", ("top", "image_shape", [1, 16, 16])),
         ("unet.channels=[0,0]", ("unet", "channels", [0, 0])),
         ("unet.channels=['32']", ("unet", "channels", ["32"])),
+        ("unet.channels=[100000]", ("unet", "channels", [100000])),
+        ("unet.channels=[32,100000]", ("unet", "channels", [32, 100000])),
         ("beta_end<beta_start", ("schedule", "beta_end", 1e-5)),
         ("modules.autoencoder=5", ("top", "modules", {"autoencoder": 5})),
         ("modules.unknown", ("top", "modules", {"vae": {"class": "UNet", "config": {}}})),
@@ -231,3 +233,17 @@ def test_corrupt_classifier_autoencoder_clip_folder_loads_or_fails_in_one_line(
         getattr(hk, OTHER_KINDS[name])(folder)
     except HwaksanError as e:
         assert "\n" not in str(e) and "config.json" in str(e), str(e)
+
+
+def test_a_network_too_big_for_memory_is_refused_before_allocation(tmp_path):
+    """channels [100000] would ask for hundreds of GB: refused from the meta-device build, fast."""
+    import time
+
+    import hwaksan as hk
+
+    folder = tmp_path / "model"
+    _write(folder, ("unet", "channels", [32, 100000]))
+    start = time.perf_counter()
+    with pytest.raises(HwaksanError, match="GiB, more than half of this machine's"):
+        hk.load(folder)
+    assert time.perf_counter() - start < 10
