@@ -33,10 +33,11 @@ def load_diffusers(
 ) -> Pipeline:
     """The `Pipeline` of a diffusers folder: its networks wrapped, its scheduler as our schedule
     and sampler flags; `classifier` (a loaded noise-aware classifier) guides it if given."""
-    index = _read_index(folder)
+    index, ours = _read_index(folder)
     unet = _load_model(folder, index, "unet", UNETS)
     conditional = index["unet"] == "UNet2DConditionModel"
-    _check_unet(unet, folder / "unet", conditional)
+    num_classes = ours.get("num_classes")
+    _check_unet(unet, folder / "unet", conditional, num_classes)
     settings = read_scheduler(folder / "scheduler", _class_of(index, "scheduler", folder))
     vae_name = next((name for name in ("vae", "vqvae") if name in index), None)
     autoencoder = None
@@ -54,13 +55,15 @@ def load_diffusers(
         schedule=settings.schedule, prediction_type=settings.prediction_type,
         image_shape=image_shape, sample_shape=sample_shape, latent_scale=float(scale),
         sampler=settings.sampler, steps=50, timestep_spacing=settings.timestep_spacing,
+        num_classes=num_classes, class_names=ours.get("class_names"),
         data={"diffusers_folder": str(folder)},
         parts=[*default_parts(), SchedulerFlags(settings)], **modules,
     )  # fmt: skip
 
 
-def _read_index(folder: Path) -> dict[str, str]:
-    """model_index.json as component -> class name, for the components it has (not null)."""
+def _read_index(folder: Path) -> tuple[dict[str, str], dict]:
+    """model_index.json as component -> class name, for the components it has (not null), and
+    what a hwaksan export noted under "_hwaksan" (the classes of a class-conditional U-Net)."""
     path = folder / INDEX
     try:
         raw = json.loads(path.read_text())
@@ -78,7 +81,8 @@ def _read_index(folder: Path) -> dict[str, str]:
     for name in ("unet", "scheduler"):
         if name not in index:
             raise HwaksanError(f"{path} names no {name}; hwaksan needs unet/ and scheduler/")
-    return index
+    ours = raw.get("_hwaksan", {})
+    return index, ours if isinstance(ours, dict) else {}
 
 
 def _class_of(index: dict[str, str], name: str, folder: Path) -> str:
@@ -106,14 +110,17 @@ def _load_model(folder: Path, index: dict, name: str, classes: tuple[str, ...]) 
         raise HwaksanError(f"{folder / name} does not load as {class_name}: {first}") from e
 
 
-def _check_unet(unet: nn.Module, where: Path, conditional: bool) -> None:
+def _check_unet(unet: nn.Module, where: Path, conditional: bool, num_classes: int | None) -> None:
     """One line for a U-Net input hwaksan's parts do not provide (SDXL's added conditions,
-    class embeddings, Fourier time features, a learned-variance output)."""
+    class embeddings without a known null class, Fourier time features, a learned variance).
+    A class embedding is read when a hwaksan export noted its classes (the last row is null)."""
     config = unet.config
+    classes = config.get("num_class_embeds")
+    null_known = classes is not None and num_classes is not None and classes == num_classes + 1
     unsupported = {
         "addition_embed_type": config.get("addition_embed_type"),
         "class_embed_type": config.get("class_embed_type"),
-        "num_class_embeds": config.get("num_class_embeds"),
+        "num_class_embeds": None if null_known else classes,
         "encoder_hid_dim_type": config.get("encoder_hid_dim_type"),
     }
     if config.get("time_embedding_type", "positional") != "positional":

@@ -93,15 +93,14 @@ def sample(
     """Draw x0 of `shape` by running `sampler` from x_T (standard normal) for `steps` steps.
 
     `model(x_t, t, **cond)` gets t of shape [B]: int64 for ddpm/ddim/dpmpp_2m, float32 for
-    euler/heun (fractional with Karras sigmas). Same settings, same x_T -> same result as
-    diffusers' DDPM/DDIM/DPMSolverMultistep/EulerDiscrete/HeunDiscrete schedulers.
-    `start_step` > 0 skips the first steps: x_T is then the VP x_t = alpha x0 + sigma eps at that
-    step's level (`start.noise_to_start`; img2img, SDEdit). `callback` sees every step
-    (`hooks.SamplerStep`); a tensor it returns replaces x. `progress` None: a bar at a terminal.
-    `steps_offset` and `set_alpha_to_one` (DDIM) are diffusers' scheduler flags of those names.
+    euler/heun (fractional with Karras sigmas). Same settings (`steps_offset`, `set_alpha_to_one`
+    too), same x_T -> same result as diffusers' DDPM/DDIM/DPMSolverMultistep/EulerDiscrete/Heun
+    schedulers. `start_step` > 0 skips the first steps: x_T is then the VP x_t = alpha x0 +
+    sigma eps at that step's level (`start.noise_to_start`; img2img, SDEdit). `callback` sees
+    every step (`hooks.SamplerStep`); a returned tensor replaces x. `progress` None: a terminal bar.
     """
-    options = dict(eta=eta, variance_type=variance_type, generator=generator,
-                   set_alpha_to_one=set_alpha_to_one)  # fmt: skip
+    options = dict(eta=eta, variance_type=variance_type, generator=generator)
+    options.update(set_alpha_to_one=set_alpha_to_one)
     check_sample_args(
         sampler, steps, timestep_spacing, schedule, prediction_type=prediction_type,
         use_karras_sigmas=use_karras_sigmas, start_step=start_step,
