@@ -72,6 +72,9 @@ def save_pipeline(
 ) -> Path:
     """`config.json` + one `<component>.safetensors` per network in `path` (floating weights in
     `dtype`), written atomically."""
+    source = pipe.data.get("diffusers_folder") if isinstance(pipe.data, dict) else None
+    if source is not None:
+        raise HwaksanError(f"this model runs diffusers' networks from {source}; that folder is it")
     config = pipeline_config(pipe)
     weights = {"unet": pipe.unet, "unet_ema": unet_ema}
     for name in config["modules"]:

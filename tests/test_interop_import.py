@@ -139,6 +139,11 @@ def test_pixel_ddpm_folder_matches_ddim_and_ddpm_pipelines(pixel_folder):
         assert max_diff(ours, theirs) < 1e-4, sampler
 
 
+def test_an_imported_model_is_not_saved_as_a_hwaksan_folder(pixel_folder, tmp_path):
+    with pytest.raises(HwaksanError, match="runs diffusers' networks from"):
+        hk.load(pixel_folder, device="cpu").save(tmp_path / "copy")
+
+
 def test_generate_cli_reads_a_diffusers_folder(sd_folder, tmp_path):
     from click.testing import CliRunner
 
@@ -187,6 +192,14 @@ def test_bad_folders_are_one_line_errors(sd_folder, pixel_folder, tmp_path):
     broken = broken_copy(sd_folder, tmp_path / "d")
     shutil.rmtree(broken / "tokenizer")
     check_error(broken, "lacks tokenizer/")
+    broken = broken_copy(pixel_folder, tmp_path / "e")
+    (broken / "model_index.json").write_text("[" * 100_000)
+    check_error(broken, "is not readable JSON")
+    (broken / "model_index.json").write_text('{"unet": ["diffusers", "UNet2DModel"]}')
+    check_error(broken, "names no scheduler")
+    broken = broken_copy(sd_folder, tmp_path / "f")
+    edit_json(broken / "model_index.json", text_encoder=["transformers", "T5EncoderModel"])
+    check_error(broken, "T5EncoderModel is not supported")
 
 
 def test_without_diffusers_a_one_line_error(pixel_folder, monkeypatch):

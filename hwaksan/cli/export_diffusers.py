@@ -47,6 +47,6 @@ def _is_autoencoder(model: str) -> bool:
         return True
     try:
         config = json.loads((Path(model) / "config.json").read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return False
     return isinstance(config, dict) and config.get("model_kind") == MODEL_KIND

@@ -20,8 +20,8 @@ def check_not_single_model(folder: Path) -> None:
     class): hwaksan reads a whole pipeline folder, which says the schedule."""
     try:
         config = json.loads((folder / "config.json").read_text())
-    except (OSError, ValueError):
-        return
+    except (OSError, ValueError, RecursionError):
+        return  # not JSON: the folder reader says so
     if isinstance(config, dict) and "_diffusers_version" in config:
         raise HwaksanError(
             f"{folder} holds one diffusers {config.get('_class_name', 'model')}; hk.load reads "

@@ -67,7 +67,7 @@ def _read_index(folder: Path) -> tuple[dict[str, str], dict]:
     path = folder / INDEX
     try:
         raw = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, RecursionError) as e:
         raise HwaksanError(f"{path} is not readable JSON ({e})") from e
     if not isinstance(raw, dict):
         raise HwaksanError(f"{path} is not a JSON object")

@@ -59,7 +59,7 @@ def read_scheduler(folder: Path, class_name: str) -> SchedulerSettings:
     path = folder / "scheduler_config.json"
     try:
         config = dict(cls.from_config(json.loads(path.read_text())).config)
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, TypeError, RecursionError) as e:
         raise HwaksanError(f"{path} is not a readable scheduler config ({e})") from e
     _check(config, path)
     schedule = NoiseSchedule.from_config(
