@@ -102,7 +102,11 @@ def max_diff(ours: torch.Tensor, theirs: torch.Tensor) -> float:
     return ((ours + 1) / 2 - theirs).abs().max().item()
 
 
-SCHEDULERS = {"ddim": diffusers.DDIMScheduler, "dpmpp_2m": diffusers.DPMSolverMultistepScheduler}
+SCHEDULERS = {
+    "ddim": diffusers.DDIMScheduler,
+    "dpmpp_2m": diffusers.DPMSolverMultistepScheduler,
+    "euler": diffusers.EulerDiscreteScheduler,
+}
 
 
 @pytest.mark.parametrize("sampler", list(SCHEDULERS))
