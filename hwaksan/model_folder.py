@@ -27,6 +27,7 @@ from hwaksan.diffusion.schedule import NoiseSchedule
 from hwaksan.errors import HwaksanError
 from hwaksan.fields import check_fields
 from hwaksan.guidance.layout import LAYOUT_SCALE
+from hwaksan.interop.detect import check_not_single_model, is_diffusers_folder
 from hwaksan.model_fields import FIELD_CHECKS, check_fits_unet, check_schedule
 from hwaksan.pipeline import Pipeline
 from hwaksan.registry import resolve
@@ -71,6 +72,9 @@ def save_pipeline(
 ) -> Path:
     """`config.json` + one `<component>.safetensors` per network in `path` (floating weights in
     `dtype`), written atomically."""
+    source = pipe.data.get("diffusers_folder") if isinstance(pipe.data, dict) else None
+    if source is not None:
+        raise HwaksanError(f"this model runs diffusers' networks from {source}; that folder is it")
     config = pipeline_config(pipe)
     weights = {"unet": pipe.unet, "unet_ema": unet_ema}
     for name in config["modules"]:
@@ -93,8 +97,12 @@ def load(
     Uses the EMA weights when the folder has them (`use_ema=False` for the raw ones).
     `classifier` (a noise-aware classifier, or its shipped name or folder) replaces the folder's
     own, for classifier guidance. The denoiser may be any class in `components.CLASSES`.
+    A diffusers pipeline folder (`model_index.json`) is read by `hwaksan.interop`.
     """
     folder = resolve(name_or_path)
+    if is_diffusers_folder(folder):
+        return _load_diffusers(folder, device, classifier)
+    check_not_single_model(folder)
     config = read_config(folder)
     unet = build_component({"class": config.get("unet_class", "UNet"), "config": config["unet"]},
                            folder)  # fmt: skip
@@ -115,6 +123,18 @@ def load(
         **fields,
         **modules,
     )
+
+
+def _load_diffusers(folder: Path, device, classifier) -> Pipeline:
+    """A diffusers folder's pipeline (its networks wrapped, `hwaksan.interop`)."""
+    from hwaksan.interop.diffusers_folder import load_diffusers
+
+    if classifier is not None and not isinstance(classifier, nn.Module):
+        from hwaksan.nets.classifier import load_classifier
+
+        classifier = load_classifier(classifier, device)
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    return load_diffusers(folder, device, classifier)
 
 
 def _load_modules(config: dict, folder: Path, device: torch.device) -> dict[str, nn.Module]:

@@ -16,7 +16,7 @@ from hwaksan.cli.options import BoundedInt, FiniteFloat, ImageFile, IntList, Out
 
 # a subcommand -> the arguments it needs besides the fuzzed option
 ARGUMENTS = {"sample": ["shapes"], "nll": ["shapes"], "eval": ["somewhere"],
-             "generate": ["a red circle"]}  # fmt: skip
+             "generate": ["a red circle"], "export-diffusers": ["shapes", "out"]}  # fmt: skip
 # (argv, a fragment the one error line must hold): the probe's cases, by name
 ISSUE_CASES = [
     (["train", "--lr", "-1"], "--lr"),
@@ -53,6 +53,12 @@ ISSUE_CASES = [
     (["train", "--minutes", "nan"], "--minutes"),
     (["train", "--max-minutes", "-1"], "--max-minutes"),
     (["nosuchcommand"], "No such command"),
+    (["export-diffusers", "shapes", "/etc/passwd"], "not a folder"),
+    (["export-diffusers", "nowhere", "out"], "no model named"),
+    (["export-diffusers", "shapes_t2i", "out"], "cross-attention"),
+    (["export-diffusers", "digits", "out"], "one head width"),
+    (["export-diffusers", "shapes_ldm", "out"], "--decoder-only"),
+    (["export-diffusers", "shapes"], "Missing argument 'OUT'"),
 ]
 
 
@@ -114,7 +120,7 @@ def tripwire(monkeypatch):
         "hwaksan.cli.train_autoencoder.run_autoencoder", "hwaksan.train.classifier.run_classifier",
         "hwaksan.train.clip.run_clip", "hwaksan.pipeline.Pipeline.generate",
         "hwaksan.cli.toy.run_samplers", "hwaksan.eval.report.evaluate",
-        "hwaksan.diffusion.likelihood.nll_bits_per_dim",
+        "hwaksan.diffusion.likelihood.nll_bits_per_dim", "hwaksan.interop.export._write_whole",
     ]:  # fmt: skip
         monkeypatch.setattr(target, started)
     monkeypatch.setenv("HWAKSAN_FUSED_KERNELS", "0")

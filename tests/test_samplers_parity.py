@@ -106,6 +106,22 @@ def test_ddpm_matches_diffusers_with_the_same_noise(variance_type, spacing, step
     assert rel_err(ours, ref) < 1e-4
 
 
+@pytest.mark.parametrize("steps_offset", [0, 1])
+def test_ddim_without_alpha_one_matches_diffusers(steps_offset):
+    """set_alpha_to_one=False (Stable Diffusion's configs): the last step lands on t = 0."""
+    ref_scheduler = DDIMScheduler(
+        **BETAS, clip_sample=False, set_alpha_to_one=False, steps_offset=steps_offset
+    )
+    ref = theirs(ref_scheduler, x_T(), 10)
+    ours = hk.sample(
+        model, ref.shape, schedule=SCHEDULE, sampler="ddim", steps=10, x_T=x_T(),
+        steps_offset=steps_offset, set_alpha_to_one=False,
+    )  # fmt: skip
+    assert rel_err(ours, ref) < 1e-4
+    with pytest.raises(ValueError, match="set_alpha_to_one=False is a DDIM option"):
+        hk.sample(model, ref.shape, schedule=SCHEDULE, sampler="euler", set_alpha_to_one=False)
+
+
 @pytest.mark.parametrize("sampler", ["ddpm", "ddim"])
 def test_clip_sample_matches_diffusers(sampler):
     """clip_sample=c clamps the x0 prediction to [-c, c], as clip_sample_range does."""

@@ -37,11 +37,16 @@ def sample_ddim(
     progress: bool = False,
     start_step: int = 0,
     callback: Callback | None = None,
+    set_alpha_to_one: bool = True,
 ) -> torch.Tensor:
     """DDIM from x at timesteps[start_step] down the given timesteps; eta = 0 is deterministic,
-    eta = 1 is DDPM-like. Each step goes to t - T // N (`ddim_prev_timesteps`; alpha = 1 below 0).
+    eta = 1 is DDPM-like. Each step goes to t - T // N (`ddim_prev_timesteps`); below 0 the target
+    is alpha = 1, or alphas_cumprod[0] with `set_alpha_to_one=False` (diffusers' flag, which
+    Stable Diffusion's scheduler configs clear).
     """
     prev_timesteps = ts.ddim_prev_timesteps(timesteps, schedule.num_train_timesteps)
+    if not set_alpha_to_one:
+        prev_timesteps = prev_timesteps.clamp(min=0)  # the last step lands on t = 0, not alpha 1
     for i in tqdm(range(start_step, len(timesteps)), disable=not progress, desc="ddim"):
         t, t_prev = timesteps[i], prev_timesteps[i]
         x0, eps = predict_x0_eps(model, x, t, schedule, prediction_type, clip_sample)

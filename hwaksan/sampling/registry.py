@@ -19,7 +19,7 @@ from hwaksan.sampling.dpm_solver import sample_dpmpp_2m
 from hwaksan.sampling.euler import sample_euler, sample_heun
 
 SPACES: tuple[str, ...] = ("vp", "sigma")
-OPTIONS: tuple[str, ...] = ("eta", "variance_type", "generator")
+OPTIONS: tuple[str, ...] = ("eta", "variance_type", "generator", "set_alpha_to_one")
 # (schedule, steps, spacing, steps_offset, use_karras_sigmas) -> (timesteps [N], sigmas [N + 1])
 Table = Callable[..., "tuple[torch.Tensor, torch.Tensor | None]"]
 
@@ -76,7 +76,7 @@ _EULER_QUIRK = ("linspace", "trailing")
 register_sampler(SamplerSpec("ddpm", sample_ddpm, "vp", ts.discrete_table,
                              options=("variance_type", "generator")))  # fmt: skip
 register_sampler(SamplerSpec("ddim", sample_ddim, "vp", ts.discrete_table,
-                             options=("eta", "generator")))  # fmt: skip
+                             options=("eta", "generator", "set_alpha_to_one")))  # fmt: skip
 register_sampler(SamplerSpec("dpmpp_2m", sample_dpmpp_2m, "sigma", ts.dpm_sigmas, karras=True))
 register_sampler(SamplerSpec("euler", sample_euler, "sigma", ts.euler_sigmas, karras=True,
                              sigma_max_spacings=_EULER_QUIRK))  # fmt: skip

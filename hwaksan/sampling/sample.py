@@ -31,6 +31,7 @@ def check_sample_args(
     variance_type: str = "fixed_small",
     use_karras_sigmas: bool = False,
     start_step: int = 0,
+    set_alpha_to_one: bool = True,
 ) -> None:
     """One clear ValueError for any argument the samplers cannot honour."""
     spec = sampler_spec(sampler)
@@ -43,6 +44,8 @@ def check_sample_args(
     if eta != 0 and "eta" not in spec.options:
         eta_users = "/".join(s.upper() for s in sampler_names() if "eta" in sampler_spec(s).options)
         raise ValueError(f"eta is a {eta_users} option; sampler {sampler!r} does not use it")
+    if not set_alpha_to_one and "set_alpha_to_one" not in spec.options:
+        raise ValueError(f"set_alpha_to_one=False is a DDIM option; {sampler!r} does not use it")
     if not 0 <= start_step < steps:
         raise ValueError(
             f"start_step must be between 0 and steps - 1 = {steps - 1}, got {start_step}"
@@ -85,21 +88,23 @@ def sample(
     steps_offset: int = 0,
     start_step: int = 0,
     callback: Callback | None = None,
+    set_alpha_to_one: bool = True,
 ) -> torch.Tensor:
     """Draw x0 of `shape` by running `sampler` from x_T (standard normal) for `steps` steps.
 
     `model(x_t, t, **cond)` gets t of shape [B]: int64 for ddpm/ddim/dpmpp_2m, float32 for
-    euler/heun (fractional with Karras sigmas). Same settings, same x_T -> same result as
-    diffusers' DDPM/DDIM/DPMSolverMultistep/EulerDiscrete/HeunDiscrete schedulers.
-    `start_step` > 0 skips the first steps: x_T is then the VP x_t = alpha x0 + sigma eps at that
-    step's level (`start.noise_to_start`; img2img, SDEdit). `callback` sees every step
-    (`hooks.SamplerStep`); a tensor it returns replaces x. `progress` None: a bar at a terminal.
+    euler/heun (fractional with Karras sigmas). Same settings (`steps_offset`, `set_alpha_to_one`
+    too), same x_T -> same result as diffusers' DDPM/DDIM/DPMSolverMultistep/EulerDiscrete/Heun
+    schedulers. `start_step` > 0 skips the first steps: x_T is then the VP x_t = alpha x0 +
+    sigma eps at that step's level (`start.noise_to_start`; img2img, SDEdit). `callback` sees
+    every step (`hooks.SamplerStep`); a returned tensor replaces x. `progress` None: a terminal bar.
     """
     options = dict(eta=eta, variance_type=variance_type, generator=generator)
+    options.update(set_alpha_to_one=set_alpha_to_one)
     check_sample_args(
         sampler, steps, timestep_spacing, schedule, prediction_type=prediction_type,
         use_karras_sigmas=use_karras_sigmas, start_step=start_step,
-        eta=eta, variance_type=variance_type,
+        eta=eta, variance_type=variance_type, set_alpha_to_one=set_alpha_to_one,
     )  # fmt: skip
     if start_step and x_T is None:
         raise ValueError("start_step > 0 needs x_T: the x_t to start from")

@@ -1,0 +1,211 @@
+"""diffusers folders read by `hk.load`: the same images as diffusers' own pipelines, from the same
+noise, on tiny random networks the test builds and saves with `save_pretrained` (no download)."""
+
+import json
+import shutil
+import sys
+
+import pytest
+import torch
+
+import hwaksan as hk
+from hwaksan.errors import HwaksanError
+
+diffusers = pytest.importorskip("diffusers")
+transformers = pytest.importorskip("transformers")
+
+PROMPT, NEGATIVE = "a red circle", "a blue square"
+LETTERS = "abcdefghijklmnopqrstuvwxyz"
+
+
+def tiny_tokenizer(folder):
+    """A letter-level CLIP BPE tokenizer from a vocab.json and merges.txt written here."""
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
+    for token in [*LETTERS, *(c + "</w>" for c in LETTERS), "re", "red</w>"]:
+        vocab[token] = len(vocab)
+    folder.mkdir(parents=True)
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    (folder / "merges.txt").write_text("#version: 0.2\nr e\nre d</w>\n")
+    tokenizer = transformers.CLIPTokenizer(
+        str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=16
+    )
+    return tokenizer, len(vocab)
+
+
+def stable_diffusion_folder(folder):
+    """A Stable-Diffusion-format folder: tiny UNet2DConditionModel, AutoencoderKL, CLIP text
+    encoder and tokenizer, and SD's own DDIM scheduler config (steps_offset 1, alpha_0 kept)."""
+    torch.manual_seed(0)
+    unet = diffusers.UNet2DConditionModel(
+        sample_size=8, in_channels=4, out_channels=4, layers_per_block=1,
+        block_out_channels=(8, 16), norm_num_groups=4, cross_attention_dim=32,
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), attention_head_dim=2,
+    )  # fmt: skip
+    vae = diffusers.AutoencoderKL(
+        in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(8, 16),
+        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+        norm_num_groups=4, sample_size=16, scaling_factor=0.7,
+    )  # fmt: skip
+    tokenizer, vocab_size = tiny_tokenizer(folder.parent / "tokenizer_source")
+    text_encoder = transformers.CLIPTextModel(
+        transformers.CLIPTextConfig(
+            vocab_size=vocab_size,
+            hidden_size=32,
+            intermediate_size=37,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            max_position_embeddings=16,
+            bos_token_id=0,
+            eos_token_id=1,
+            pad_token_id=1,
+        )  # fmt: skip
+    )
+    scheduler = diffusers.DDIMScheduler(
+        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
+        set_alpha_to_one=False, steps_offset=1,
+    )  # fmt: skip
+    pipe = diffusers.StableDiffusionPipeline(
+        vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler,
+        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+    )  # fmt: skip
+    pipe.save_pretrained(folder)
+    return folder
+
+
+def ddpm_folder(folder):
+    """An unconditional pixel DDPM folder, as `DDPMPipeline.save_pretrained` writes one."""
+    torch.manual_seed(1)
+    unet = diffusers.UNet2DModel(
+        sample_size=8, in_channels=3, out_channels=3, layers_per_block=1,
+        block_out_channels=(8, 16), norm_num_groups=4, attention_head_dim=4,
+        down_block_types=("DownBlock2D", "AttnDownBlock2D"),
+        up_block_types=("AttnUpBlock2D", "UpBlock2D"),
+    )  # fmt: skip
+    scheduler = diffusers.DDPMScheduler(num_train_timesteps=1000, clip_sample=True)
+    diffusers.DDPMPipeline(unet=unet, scheduler=scheduler).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def sd_folder(tmp_path_factory):
+    return stable_diffusion_folder(tmp_path_factory.mktemp("sd") / "model")
+
+
+@pytest.fixture(scope="module")
+def pixel_folder(tmp_path_factory):
+    return ddpm_folder(tmp_path_factory.mktemp("ddpm") / "model")
+
+
+def max_diff(ours: torch.Tensor, theirs: torch.Tensor) -> float:
+    """Largest difference of images in [0, 1] (ours come in [-1, 1])."""
+    return ((ours + 1) / 2 - theirs).abs().max().item()
+
+
+SCHEDULERS = {
+    "ddim": diffusers.DDIMScheduler,
+    "dpmpp_2m": diffusers.DPMSolverMultistepScheduler,
+    "euler": diffusers.EulerDiscreteScheduler,
+}
+
+
+@pytest.mark.parametrize("sampler", list(SCHEDULERS))
+def test_stable_diffusion_folder_matches_diffusers(sd_folder, sampler):
+    ref = diffusers.StableDiffusionPipeline.from_pretrained(sd_folder)
+    ref.scheduler = SCHEDULERS[sampler].from_config(ref.scheduler.config)
+    ref.set_progress_bar_config(disable=True)
+    latents = torch.randn((2, 4, 8, 8), generator=torch.Generator().manual_seed(0))
+    theirs = ref(
+        [PROMPT] * 2, negative_prompt=[NEGATIVE] * 2, num_inference_steps=6, guidance_scale=3.0,
+        latents=latents, output_type="pt",
+    ).images  # fmt: skip  # (2, 3, 16, 16) in [0, 1]
+    pipe = hk.load(sd_folder, device="cpu")
+    assert pipe.image_shape == (3, 16, 16) and pipe.latent_scale == pytest.approx(0.7)
+    args = dict(sampler=sampler, steps=6, seed=0, prompt=PROMPT, guidance_scale=3.0)
+    ours = pipe.generate(2, negative_prompt=NEGATIVE, output_type="pt", **args)
+    assert max_diff(ours, theirs) < 1e-4
+    # the negative prompt reaches the network: without it the images differ
+    assert max_diff(pipe.generate(2, output_type="pt", **args), theirs) > 1e-3
+
+
+def test_pixel_ddpm_folder_matches_ddim_and_ddpm_pipelines(pixel_folder):
+    pipe = hk.load(pixel_folder, device="cpu")
+    assert (pipe.sampler, pipe.image_shape) == ("ddpm", (3, 8, 8))
+    for ref_class, sampler in [(diffusers.DDIMPipeline, "ddim"), (diffusers.DDPMPipeline, "ddpm")]:
+        ref = ref_class.from_pretrained(pixel_folder)
+        ref.set_progress_bar_config(disable=True)
+        theirs = ref(
+            batch_size=2, generator=torch.Generator().manual_seed(3), num_inference_steps=8,
+            output_type="np",
+        ).images  # fmt: skip  # (2, 8, 8, 3) in [0, 1]
+        theirs = torch.from_numpy(theirs).permute(0, 3, 1, 2)
+        ours = pipe.generate(2, sampler=sampler, steps=8, seed=3, output_type="pt")
+        assert max_diff(ours, theirs) < 1e-4, sampler
+
+
+def test_an_imported_model_is_not_saved_as_a_hwaksan_folder(pixel_folder, tmp_path):
+    with pytest.raises(HwaksanError, match="runs diffusers' networks from"):
+        hk.load(pixel_folder, device="cpu").save(tmp_path / "copy")
+
+
+def test_generate_cli_reads_a_diffusers_folder(sd_folder, tmp_path):
+    from click.testing import CliRunner
+
+    from hwaksan.cli import main
+
+    out = tmp_path / "grid.png"
+    args = ["generate", PROMPT, "--model", str(sd_folder), "-n", "2", "--steps", "2"]
+    result = CliRunner().invoke(main, [*args, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert out.is_file()
+
+
+def broken_copy(folder, tmp_path):
+    copy = tmp_path / "broken"
+    shutil.copytree(folder, copy)
+    return copy
+
+
+def edit_json(path, **changes):
+    data = json.loads(path.read_text())
+    data.update(changes)
+    path.write_text(json.dumps(data))
+
+
+def check_error(folder, match):
+    with pytest.raises(HwaksanError, match=match) as caught:
+        hk.load(folder, device="cpu")
+    assert "\n" not in str(caught.value)
+
+
+def test_bad_folders_are_one_line_errors(sd_folder, pixel_folder, tmp_path):
+    check_error(sd_folder / "unet", "holds one diffusers UNet2DConditionModel")
+    broken = broken_copy(sd_folder, tmp_path)
+    shutil.rmtree(broken / "scheduler")
+    check_error(broken, r"lacks scheduler/")
+    broken = broken_copy(pixel_folder, tmp_path / "a")
+    edit_json(broken / "model_index.json", unet=["diffusers", "UNet3DConditionModel"])
+    check_error(broken, "UNet3DConditionModel is not supported")
+    broken = broken_copy(pixel_folder, tmp_path / "b")
+    for weights in (broken / "unet").glob("*.safetensors"):
+        weights.rename(weights.with_suffix(".bin"))
+    check_error(broken, "never unpickles")
+    broken = broken_copy(pixel_folder, tmp_path / "c")
+    edit_json(broken / "scheduler" / "scheduler_config.json", thresholding=True)
+    check_error(broken, "thresholding is not supported")
+    broken = broken_copy(sd_folder, tmp_path / "d")
+    shutil.rmtree(broken / "tokenizer")
+    check_error(broken, "lacks tokenizer/")
+    broken = broken_copy(pixel_folder, tmp_path / "e")
+    (broken / "model_index.json").write_text("[" * 100_000)
+    check_error(broken, "is not readable JSON")
+    (broken / "model_index.json").write_text('{"unet": ["diffusers", "UNet2DModel"]}')
+    check_error(broken, "names no scheduler")
+    broken = broken_copy(sd_folder, tmp_path / "f")
+    edit_json(broken / "model_index.json", text_encoder=["transformers", "T5EncoderModel"])
+    check_error(broken, "T5EncoderModel is not supported")
+
+
+def test_without_diffusers_a_one_line_error(pixel_folder, monkeypatch):
+    monkeypatch.setitem(sys.modules, "diffusers", None)
+    check_error(pixel_folder, r"pip install 'hwaksan\[diffusers\]'")
