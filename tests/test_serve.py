@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -21,6 +22,7 @@ from torch import nn
 import hwaksan as hk
 from hwaksan.cli import main
 from hwaksan.data.shapes import shapes_vocabulary
+from hwaksan.errors import HwaksanError
 from hwaksan.nets import build_unet
 from hwaksan.nets.adapters import LoRALinear, add_embeddings, inject_lora, lora_target_names
 from hwaksan.nets.text.mini_clip import MiniCLIPTextConfig, MiniCLIPTextModel
@@ -234,3 +236,15 @@ def test_hwaksan_and_the_serve_command_import_no_gradio():
             "print('gradio' in sys.modules)")  # fmt: skip
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_a_taken_port_is_one_line():
+    pytest.importorskip("gradio")
+    import hwaksan.serve
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(HwaksanError, match=f"cannot serve on 127.0.0.1:{port}: .*--port"):
+            hwaksan.serve.launch(Models(["shapes"]), port=port, block=False)

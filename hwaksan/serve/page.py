@@ -122,7 +122,10 @@ def serve_page(models: Models, host: str = "127.0.0.1", port: int = 7860, share:
         page.launch(server_name=host, server_port=port, share=share, prevent_thread_lock=True,
                     theme=THEME, quiet=True, footer_links=[])  # fmt: skip
     except OSError as e:
-        raise HwaksanError(f"cannot serve on {host}:{port}: {one_sentence(e)}") from e
+        why = one_sentence(e).split(". ")[0]  # Gradio's advice names its own settings
+        raise HwaksanError(
+            f"cannot serve on {host}:{port}: {why}; try another --port or --host"
+        ) from e
     print(f"hwaksan serve: {page.local_url}" + (f" and {page.share_url}" if page.share_url else ""))
     if block:
         page.block_thread()
