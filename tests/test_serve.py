@@ -122,6 +122,7 @@ BAD = [
     ({"n": 17}, {}, "Images 17 is not between 1 and 16"),
     ({"seed": -1}, {}, "Seed -1 is not between 0 and"),
     ({"seed": "x"}, {}, "Seed 'x' is not a number"),
+    ({"seed": 2**63}, {}, f"Seed {2**63} is not between 0 and {2**63 - 1}"),
     ({"sampler": "nope"}, {}, "unknown sampler 'nope'"),
     ({}, {"guidance_scale": float("nan")}, "Guidance must be a finite number"),
     ({}, {"guidance_scale": 101}, "Guidance 101 is not between 0 and 100"),

@@ -91,13 +91,15 @@ def _number(value: Any, label: str, low: float = -math.inf, high: float = math.i
 
 def _whole(value: Any, label: str, low: int, high: int | None) -> int:
     """A whole number in [low, high] (a float with no fraction counts)."""
-    number = _number(value, label)
-    if not number.is_integer():
-        raise HwaksanError(f"{label} must be a whole number, not {value!r}")
-    if number < low or (high is not None and number > high):
+    if not isinstance(value, int) or isinstance(value, bool):  # a float past 2**53 rounds
+        number = _number(value, label)
+        if not number.is_integer():
+            raise HwaksanError(f"{label} must be a whole number, not {value!r}")
+        value = int(number)
+    if value < low or (high is not None and value > high):
         limit = f"between {low} and {high}" if high is not None else f"at least {low}"
-        raise HwaksanError(f"{label} {int(number)} is not {limit}")
-    return int(number)
+        raise HwaksanError(f"{label} {value} is not {limit}")
+    return value
 
 
 def run_request(pipe: Pipeline, request: Request, report: Report | None = None) -> list:
