@@ -249,3 +249,13 @@ def test_a_taken_port_is_one_line():
         port = taken.getsockname()[1]
         with pytest.raises(HwaksanError, match=f"cannot serve on 127.0.0.1:{port}: .*--port"):
             hwaksan.serve.launch(Models(["shapes"]), port=port, block=False)
+
+
+def test_a_local_model_folder_is_offered_and_generates_like_the_loaded_model(tmp_path):
+    folder = _text_pipe().save(tmp_path / "mine")
+    models = Models([str(folder)])
+    assert models.choices[0] == str(folder)
+    assert model_form(models, str(folder)).inputs == ["prompt", "negative_prompt", "guidance_scale"]
+    result = generate_images(models, str(folder), SETTINGS, {"prompt": "a red circle"})
+    expected = hk.load(folder).generate(2, sampler="ddim", steps=4, seed=3, prompt="a red circle")
+    assert np.array_equal(_pixels(result.images), _pixels(expected))
