@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The README's picture of `hwaksan serve` (docs/serve.png): the browser test itself serves the page,
-# generates 4 images from shapes_t2i in headless chromium and saves the page once they are in.
+# generates 3 images from shapes_t2i in headless chromium and saves the page once they are in.
 # Needs Debian's chromium (apt-get install chromium) and pip install -e ".[test,serve]".
 set -euo pipefail
 cd "$(dirname "$0")/.."
