@@ -147,28 +147,31 @@ def test_a_bad_model_or_a_hwaksan_error_is_one_sentence():
 
 def test_one_generation_at_a_time_per_model_the_next_waits_its_turn():
     models = _models(_text_pipe())
-    started, steps = threading.Event(), {"a": [], "b": []}
-    messages = {}
+    a_started, b_queued = threading.Event(), threading.Event()
+    events, messages = [], {}
 
     def run(name):
         def report(fraction, text):
-            steps[name].append(text)
-            started.set()
-            if name == "a" and len(steps["a"]) == 1:
-                threading.Event().wait(0.3)  # b arrives while a is still sampling
+            events.append((name, text))
+            if name == "b" and text.startswith("queued"):
+                b_queued.set()
+            if name == "a" and text == "step 1/6":
+                a_started.set()
+                b_queued.wait(10)  # a holds the model until b has asked for it
 
-        result = generate_images(models, "tiny", dict(SETTINGS, steps=6), {"prompt": "a"}, (),
-                                 (), report)  # fmt: skip
+        settings = dict(SETTINGS, steps=6)
+        result = generate_images(models, "tiny", settings, {"prompt": "a"}, report=report)
         messages[name] = result.message
 
     first = threading.Thread(target=run, args=("a",))
     first.start()
-    started.wait(10)
+    a_started.wait(10)
     second = threading.Thread(target=run, args=("b",))
     second.start()
-    first.join(20), second.join(20)
-    assert steps["b"][0] == "queued: another generation on tiny runs first"
-    assert steps["b"][1:] == [f"step {k}/6" for k in range(1, 7)] == steps["a"]
+    first.join(30), second.join(30)
+    steps = [f"step {k}/6" for k in range(1, 7)]
+    assert events == [("a", steps[0]), ("b", "queued: another generation on tiny runs first"),
+                      *[("a", s) for s in steps[1:]], *[("b", s) for s in steps]]  # fmt: skip
     assert all(m.startswith("2 image(s)") for m in messages.values()), messages
 
 
