@@ -52,6 +52,9 @@ ISSUE_CASES = [
     (["eval", "x", "--min-objects", "3", "--max-objects", "1"], "--min-objects"),
     (["train", "--minutes", "nan"], "--minutes"),
     (["train", "--max-minutes", "-1"], "--max-minutes"),
+    (["serve", "--model", "nowhere"], "no model named"),
+    (["serve", "--model", "digits_classifier_noisy"], "noise-aware classifier"),
+    (["serve", "--host", ""], "not an address"),
     (["nosuchcommand"], "No such command"),
     (["export-diffusers", "shapes", "/etc/passwd"], "not a folder"),
     (["export-diffusers", "nowhere", "out"], "no model named"),
@@ -121,6 +124,7 @@ def tripwire(monkeypatch):
         "hwaksan.train.clip.run_clip", "hwaksan.pipeline.Pipeline.generate",
         "hwaksan.cli.toy.run_samplers", "hwaksan.eval.report.evaluate",
         "hwaksan.diffusion.likelihood.nll_bits_per_dim", "hwaksan.interop.export._write_whole",
+        "hwaksan.serve.launch",
     ]:  # fmt: skip
         monkeypatch.setattr(target, started)
     monkeypatch.setenv("HWAKSAN_FUSED_KERNELS", "0")
