@@ -87,12 +87,14 @@ def load(
     device: str | torch.device | None = None,
     use_ema: bool = True,
     classifier: str | Path | nn.Module | None = None,
+    controlnet: str | Path | nn.Module | None = None,
 ) -> Pipeline:
     """A `Pipeline` from a shipped name ("digits", "shapes") or a model folder.
 
     Uses the EMA weights when the folder has them (`use_ema=False` for the raw ones).
     `classifier` (a noise-aware classifier, or its shipped name or folder) replaces the folder's
-    own, for classifier guidance. The denoiser may be any class in `components.CLASSES`.
+    own, for classifier guidance. `controlnet` (a ControlNet adapter folder, or a `ControlNet`)
+    is attached (`pipe.load_controlnet`). The denoiser may be any class in `components.CLASSES`.
     """
     folder = resolve(name_or_path)
     config = read_config(folder)
@@ -109,12 +111,15 @@ def load(
         is_module = isinstance(classifier, nn.Module)
         modules["classifier"] = classifier if is_module else load_classifier(classifier, device)
     fields = {name: config.get(name, copy.deepcopy(default)) for name, default in FIELDS.items()}
-    return Pipeline(
+    pipe = Pipeline(
         unet=unet.to(device).eval().requires_grad_(False),
         schedule=NoiseSchedule.from_config(config["schedule"]),
         **fields,
         **modules,
     )
+    if controlnet is not None:
+        pipe.load_controlnet(controlnet)
+    return pipe
 
 
 def _load_modules(config: dict, folder: Path, device: torch.device) -> dict[str, nn.Module]:
