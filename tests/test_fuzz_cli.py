@@ -12,7 +12,14 @@ import pytest
 from click.testing import CliRunner
 
 from hwaksan.cli import _COMMANDS, main
-from hwaksan.cli.options import BoundedInt, FiniteFloat, ImageFile, IntList, OutputFolder
+from hwaksan.cli.options import (
+    BoundedInt,
+    FiniteFloat,
+    ImageFile,
+    IntList,
+    OutputFolder,
+    ReadableImage,
+)
 
 # a subcommand -> the arguments it needs besides the fuzzed option
 ARGUMENTS = {"sample": ["shapes"], "nll": ["shapes"], "eval": ["somewhere"],
@@ -53,6 +60,9 @@ ISSUE_CASES = [
     (["train", "--minutes", "nan"], "--minutes"),
     (["train", "--max-minutes", "-1"], "--max-minutes"),
     (["nosuchcommand"], "No such command"),
+    (["generate", "a red circle", "--controlnet", "somewhere"], "go together"),
+    (["train-controlnet", "--control", "depth"], "--control"),
+    (["train-controlnet", "--cond-drop", "1.5"], "--cond-drop"),
 ]
 
 
@@ -72,6 +82,8 @@ def _bad_values(option: click.Option) -> list[str]:
         return ["x", "/etc/passwd", "/etc", "grid.txt", "/etc/passwd/grid.png"]
     if isinstance(kind, OutputFolder):
         return ["/etc/passwd", "/etc/passwd/run"]
+    if isinstance(kind, ReadableImage):
+        return ["/nonexistent/map.png", "/etc", "/etc/passwd"]
     if isinstance(kind, click.Choice):
         return ["nope", ""]
     return []
@@ -114,7 +126,7 @@ def tripwire(monkeypatch):
         "hwaksan.cli.train_autoencoder.run_autoencoder", "hwaksan.train.classifier.run_classifier",
         "hwaksan.train.clip.run_clip", "hwaksan.pipeline.Pipeline.generate",
         "hwaksan.cli.toy.run_samplers", "hwaksan.eval.report.evaluate",
-        "hwaksan.diffusion.likelihood.nll_bits_per_dim",
+        "hwaksan.diffusion.likelihood.nll_bits_per_dim", "hwaksan.runs.controlnet.run_controlnet",
     ]:  # fmt: skip
         monkeypatch.setattr(target, started)
     monkeypatch.setenv("HWAKSAN_FUSED_KERNELS", "0")

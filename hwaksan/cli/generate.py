@@ -69,6 +69,8 @@ def command(
     from hwaksan.images import save_grid
     from hwaksan.model_folder import load
 
+    if (controlnet is None) != (control_image is None):
+        raise HwaksanError("--controlnet and --control-image go together: give both or neither")
     if n * len(prompts) > MAX_IMAGES:
         raise HwaksanError(f"{n} x {len(prompts)} prompts is more than {MAX_IMAGES} images a grid")
     pipe = load(model)
@@ -105,10 +107,7 @@ def _check(pipe, prompts, negative_prompt, relations, steps) -> list[str]:
 
 
 def _control(pipe, controlnet, control_image, conditioning_scale) -> dict:
-    """The ControlNet attached and generate's control inputs; --controlnet and --control-image
-    come together."""
-    if (controlnet is None) != (control_image is None):
-        raise HwaksanError("--controlnet and --control-image go together: give both or neither")
+    """The ControlNet attached, and generate's control inputs (none without --controlnet)."""
     if controlnet is None:
         return {}
     from PIL import Image
