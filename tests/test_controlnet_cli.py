@@ -79,3 +79,11 @@ def test_generate_bad_control_input_is_one_line(run, tmp_path, args, fragment):
     assert result.exit_code == 2, result.output
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], lines
+
+
+def test_load_attaches_a_controlnet_folder(run):
+    import hwaksan as hk
+
+    pipe = hk.load("shapes_t2i_64", device="cpu", controlnet=run)  # a run folder: its model/
+    assert pipe.controlnet is not None and pipe.controlnet.config.unet == pipe.unet.config
+    assert type(pipe.parts[0]).__name__ == "ControlNetPart"  # innermost, below every guide
