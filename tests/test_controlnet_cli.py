@@ -64,7 +64,7 @@ def test_generate_with_a_controlnet(run, tmp_path):
         (["--model", "shapes_t2i", "--controlnet", "{run}", "--control-image", "{small}"],
          "ControlNet for another base model"),
         (["--model", "shapes_t2i_64", "--controlnet", "{missing}", "--control-image", "{small}"],
-         "no model named"),
+         "no adapter folder"),
         (["--model", "shapes_t2i_64", "--controlnet", "{run}", "--control-image", "{missing}"],
          "does not exist"),
     ],

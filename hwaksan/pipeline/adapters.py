@@ -31,9 +31,9 @@ class AdapterLoaders:
         from hwaksan.pipeline.controlnet import attach_controlnet
 
         if not isinstance(controlnet, ControlNet):
-            from hwaksan.registry import resolve
+            from hwaksan.registry import resolve_adapter
 
-            folder = resolve(controlnet)  # a shipped name, a folder, or a run's model/
+            folder = resolve_adapter(controlnet)  # a shipped name, a folder, or a run's model/
             controlnet = load_adapter(folder, self._adapter_components(), "controlnet")
         elif not controlnet.fits(self.unet):
             raise HwaksanError("this ControlNet was made for another base model's U-Net")
