@@ -68,13 +68,11 @@ def score(pipe, prompts, controls, masks, args, use_controlnet: bool) -> dict:
     }
 
 
-def generate_without_controlnet(pipe, controlnet):
-    """The same pipeline with its ControlNet part removed (the base alone), and back."""
+def detach_controlnet(pipe) -> None:
+    """The same pipeline with its ControlNet part removed: the base alone."""
     from hwaksan.pipeline.controlnet import ControlNetPart
 
-    parts = list(pipe.parts)
-    pipe.parts[:] = [p for p in parts if not isinstance(p, ControlNetPart)]
-    return parts
+    pipe.parts[:] = [p for p in pipe.parts if not isinstance(p, ControlNetPart)]
 
 
 def snapshot_curve(pipe, snapshots: Path, prompts, controls, masks, args) -> list[dict]:
@@ -90,6 +88,16 @@ def snapshot_curve(pipe, snapshots: Path, prompts, controls, masks, args) -> lis
               f"color {row['color']:.0%}", flush=True)  # fmt: skip
         rows.append(row)
     return rows
+
+
+def converged(rows: list[dict], rate: float = 0.9) -> str:
+    """Where the curve first reaches `rate` of samples at IoU >= 0.8, and where it left 0."""
+    moved = next((r["step"] for r in rows if r["iou_rate"] > 0), None)
+    reached = next((r["step"] for r in rows if r["iou_rate"] >= rate), None)
+    return (
+        f"First snapshot with any sample at IoU >= 0.8: step {moved}; first with >= "
+        f"{rate:.0%} of samples: step {reached} (None: not within the run)."
+    )
 
 
 def plot_curve(rows: list[dict], path: Path, title: str) -> None:
@@ -153,13 +161,14 @@ def main() -> None:
         plot_curve(rows["curve"], RESULTS / f"{name}_curve.png", title)
         lines += [f"IoU against training steps ({args.curve_n} fresh scenes per snapshot; "
                   f"plot: `{name}_curve.png`):", "",
-                  *_table(name, rows["curve"], "step"), ""]  # fmt: skip
+                  *_table(name, rows["curve"], "step"), "",
+                  converged(rows["curve"]), ""]  # fmt: skip
     if args.controlnet:
         prompts, controls, masks = eval_scenes(pipe, args.n, args.control)
         pipe.load_controlnet(args.controlnet)
         final = {"model": f"ControlNet ({args.controlnet})",
                  **score(pipe, prompts, controls, masks, args, True)}  # fmt: skip
-        generate_without_controlnet(pipe, pipe.controlnet)
+        detach_controlnet(pipe)
         base = {"model": f"{args.base} alone (prompt only)",
                 **score(pipe, prompts, controls, masks, args, False)}  # fmt: skip
         rows["final"] = [final, base]
