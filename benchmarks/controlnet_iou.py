@@ -45,8 +45,9 @@ def eval_scenes(pipe, n: int, control: str):
     return [s.caption for s in scenes], controls, masks
 
 
-def score(pipe, prompts, controls, masks, args, use_controlnet: bool) -> dict:
-    """Generate one image per prompt (with or without the ControlNet) and read them back."""
+def score(pipe, prompts, controls, masks, args, use_controlnet: bool, keep=None) -> dict:
+    """Generate one image per prompt (with or without the ControlNet) and read them back; the
+    images are appended to `keep` (a list) when given."""
     from hwaksan.eval.control_score import IOU_THRESHOLD, control_iou
     from hwaksan.eval.shapes_score import prompt_score
 
@@ -56,6 +57,8 @@ def score(pipe, prompts, controls, masks, args, use_controlnet: bool) -> dict:
         guidance_scale=args.guidance_scale, output_type="pt", progress=False,
         batch_size=args.batch_size, **extra,
     )  # fmt: skip
+    if keep is not None:
+        keep.append(images)
     ious = np.array(control_iou(images, masks))
     claims = prompt_score(prompts, images)
     return {
@@ -98,6 +101,19 @@ def converged(rows: list[dict], rate: float = 0.9) -> str:
         f"First snapshot with any sample at IoU >= 0.8: step {moved}; first with >= "
         f"{rate:.0%} of samples: step {reached} (None: not within the run)."
     )
+
+
+def save_comparison(controls, images, path: Path, prompts, k: int = 8) -> None:
+    """The first k scenes: control images, the ControlNet's images, the base's (rows); the
+    prompts beside, in a .txt."""
+    from hwaksan.images import save_grid
+
+    to_pm1 = [
+        torch.from_numpy(np.array(c, np.float32) / 127.5 - 1).permute(2, 0, 1) for c in controls[:k]
+    ]
+    rows = torch.cat([torch.stack(to_pm1), images[0][:k], images[1][:k]])  # (3k, 3, H, W)
+    save_grid(rows, path, nrow=k, scale=2)
+    path.with_suffix(".txt").write_text("\n".join(prompts[:k]) + "\n")
 
 
 def plot_curve(rows: list[dict], path: Path, title: str) -> None:
@@ -166,11 +182,13 @@ def main() -> None:
     if args.controlnet:
         prompts, controls, masks = eval_scenes(pipe, args.n, args.control)
         pipe.load_controlnet(args.controlnet)
+        images = []
         final = {"model": f"ControlNet ({args.controlnet})",
-                 **score(pipe, prompts, controls, masks, args, True)}  # fmt: skip
+                 **score(pipe, prompts, controls, masks, args, True, images)}  # fmt: skip
         detach_controlnet(pipe)
         base = {"model": f"{args.base} alone (prompt only)",
-                **score(pipe, prompts, controls, masks, args, False)}  # fmt: skip
+                **score(pipe, prompts, controls, masks, args, False, images)}  # fmt: skip
+        save_comparison(controls, images, RESULTS / f"{name}_grid.png", prompts)
         rows["final"] = [final, base]
         lines += [f"{args.n} fresh scenes (seed {SCENE_SEED}); prompt = the scene's caption, "
                   "control = its " + args.control + " map; IoU of the detected objects with the "
