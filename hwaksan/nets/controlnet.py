@@ -97,12 +97,22 @@ class ControlNet(nn.Module):
         return cls(ControlNetConfig.from_dict(config))
 
     @classmethod
-    def from_unet(cls, unet: nn.Module, **hint: object) -> ControlNet:
+    def from_unet(
+        cls,
+        unet: nn.Module,
+        hint_channels: tuple[int, ...] = (16, 32),
+        conditioning_channels: int = 3,
+    ) -> ControlNet:
         """A fresh ControlNet for `unet`: its encoder and middle copied from the base's weights
-        (sec. 3.2: "trainable copy"), every zero convolution at 0 (diffusers' `from_unet`)."""
-        image_side = unet.config.resolution * 2 ** len(hint.get("hint_channels", (16, 32)))
-        hint.setdefault("conditioning_resolution", image_side)
-        controlnet = cls(ControlNetConfig(unet=unet.config, **hint))
+        (sec. 3.2: "trainable copy"), every zero convolution at 0 (diffusers' `from_unet`). The
+        control image is the latent side times 2 per hint halving (64 px for 16x16 latents)."""
+        config = ControlNetConfig(
+            unet=unet.config,
+            conditioning_channels=conditioning_channels,
+            conditioning_resolution=unet.config.resolution * 2 ** len(hint_channels),
+            hint_channels=tuple(hint_channels),
+        )
+        controlnet = cls(config)
         base = unet.state_dict()
         own = controlnet.encoder.state_dict()
         controlnet.encoder.load_state_dict({k: base[k] for k in own})

@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from hwaksan.errors import HwaksanError
-from hwaksan.pipeline.parts import Part, Plan, Wrapper
+from hwaksan.pipeline.parts import Model, Part, Plan, Wrapper
 
 # what the ControlNet reads of the network's inputs (not an attention processor's keywords)
 _NETWORK_INPUTS = ("class_labels", "context", "context_mask", "added_embedding")
@@ -47,10 +47,12 @@ class ControlNetPart(Part):
         return lambda model, part: controlled(model, controlnet, scale)
 
 
-def controlled(model, controlnet, conditioning_scale: float):
+def controlled(model: Model, controlnet: torch.nn.Module, conditioning_scale: float) -> Model:
     """The model callable with the ControlNet's residuals added (reads `controlnet_cond`)."""
 
-    def steered(x: torch.Tensor, t: torch.Tensor, controlnet_cond: torch.Tensor, **cond):
+    def steered(
+        x: torch.Tensor, t: torch.Tensor, controlnet_cond: torch.Tensor, **cond
+    ) -> torch.Tensor:
         net_inputs = {k: v for k, v in cond.items() if k in _NETWORK_INPUTS}
         down, mid = controlnet(
             x, t, controlnet_cond, conditioning_scale=conditioning_scale, **net_inputs
