@@ -6,7 +6,7 @@ The public API (see ARCHITECTURE.md): `NoiseSchedule`, `sample`, `ddim_invert`, 
 
 from hwaksan.diffusion import NoiseSchedule, ScheduleConfig, nll_bits_per_dim
 from hwaksan.model_folder import load
-from hwaksan.nets import UNet, UNetConfig
+from hwaksan.nets import ControlNet, UNet, UNetConfig
 from hwaksan.nets.autoencoder import AutoencoderKL, VQModel, load_autoencoder
 from hwaksan.nets.classifier import NoisyClassifier, load_classifier
 from hwaksan.nets.text import MiniCLIP, TextEncoding, build_text_encoder, load_text_encoder
@@ -22,6 +22,7 @@ __all__ = [
     "ScheduleConfig",
     "UNet",
     "UNetConfig",
+    "ControlNet",
     "AutoencoderKL",
     "VQModel",
     "load_autoencoder",

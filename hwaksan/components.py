@@ -47,7 +47,8 @@ KINDS: dict[str, tuple[str, str]] = {
     "hwaksan.mini_clip": ("a mini-CLIP", "load it with hk.load_text_encoder"),
     "hwaksan.adapter": (
         "an adapter",
-        "load it onto a model with pipe.load_lora_weights or pipe.load_textual_inversion",
+        "load it onto a model with pipe.load_lora_weights, pipe.load_textual_inversion or "
+        "pipe.load_controlnet",
     ),
 }
 

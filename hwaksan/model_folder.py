@@ -91,17 +91,28 @@ def load(
     device: str | torch.device | None = None,
     use_ema: bool = True,
     classifier: str | Path | nn.Module | None = None,
+    controlnet: str | Path | nn.Module | None = None,
 ) -> Pipeline:
     """A `Pipeline` from a shipped name ("digits", "shapes") or a model folder.
 
     Uses the EMA weights when the folder has them (`use_ema=False` for the raw ones).
     `classifier` (a noise-aware classifier, or its shipped name or folder) replaces the folder's
-    own, for classifier guidance. The denoiser may be any class in `components.CLASSES`.
+    own, for classifier guidance. `controlnet` (a ControlNet adapter folder, or a `ControlNet`)
+    is attached (`pipe.load_controlnet`). The denoiser may be any class in `components.CLASSES`.
     A diffusers pipeline folder (`model_index.json`) is read by `hwaksan.interop`.
     """
     folder = resolve(name_or_path)
     if is_diffusers_folder(folder):
-        return _load_diffusers(folder, device, classifier)
+        pipe = _load_diffusers(folder, device, classifier)
+    else:
+        pipe = _load_folder(folder, device, use_ema, classifier)
+    if controlnet is not None:
+        pipe.load_controlnet(controlnet)
+    return pipe
+
+
+def _load_folder(folder: Path, device, use_ema: bool, classifier) -> Pipeline:
+    """A hwaksan model folder's pipeline."""
     check_not_single_model(folder)
     config = read_config(folder)
     unet = build_component({"class": config.get("unet_class", "UNet"), "config": config["unet"]},

@@ -40,3 +40,27 @@ def resolve(name_or_path: str | Path) -> Path:
         f"no model named {str(name_or_path)!r}: not a folder, and the shipped names are "
         + ", ".join(SHIPPED)
     )
+
+
+# adapters that ship (hwaksan/weights/<name>/, "hwaksan.adapter" folders): name -> what it is
+SHIPPED_ADAPTERS: dict[str, str] = {
+    "shapes_t2i_64_controlnet_seg": "ControlNet for shapes_t2i_64: object silhouettes (64 px)",
+    "shapes_t2i_64_controlnet_edges": "ControlNet for shapes_t2i_64: edge maps (64 px)",
+}
+
+
+def resolve_adapter(name_or_path: str | Path) -> Path:
+    """A shipped adapter's folder for a name, else the given folder (a training run's `model/`
+    inside it); a missing one is a one-line HwaksanError naming the shipped adapters."""
+    path = Path(name_or_path)
+    if path.is_dir():
+        inner = path / "model"
+        return inner if (inner / "config.json").exists() else path
+    shipped = WEIGHTS_DIR / str(name_or_path)
+    if str(name_or_path) in SHIPPED_ADAPTERS and (shipped / "config.json").exists():
+        return shipped
+    installed = [name for name in SHIPPED_ADAPTERS if (WEIGHTS_DIR / name).is_dir()]
+    raise HwaksanError(
+        f"no adapter folder {str(name_or_path)!r}: not a folder, and the shipped adapters are "
+        + (", ".join(installed) or "not in this install")
+    )

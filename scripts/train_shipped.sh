@@ -9,6 +9,8 @@
 #   bash scripts/train_shipped.sh shapes_t2i               # text-to-image shapes, 32 px
 #   bash scripts/train_shipped.sh shapes_t2i_64            # text-to-image, 64 px latent space
 #   bash scripts/train_shipped.sh shapes_ldm               # latent diffusion, 64 px shapes
+#   bash scripts/train_shipped.sh shapes_t2i_64_controlnet_seg    # ControlNet: silhouettes
+#   bash scripts/train_shipped.sh shapes_t2i_64_controlnet_edges  # ControlNet: edge maps
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
@@ -138,6 +140,19 @@ PY
         'hwaksan/weights/shapes_ldm', dtype=torch.float16)"
     python $bench train pixel --minutes "${MINUTES:-10}" --out runs/lvp_pixel
     python $bench measure --n 100
+    exit 0
+    ;;
+  shapes_t2i_64_controlnet_seg|shapes_t2i_64_controlnet_edges)
+    # A ControlNet on the frozen shapes_t2i_64 (8,000 scenes, batch 16, lr 3e-4, 50% empty
+    # prompts, a snapshot every 100 steps), its adapter folder shipped as it is written (fp16);
+    # then IoU with the control against the base, and IoU against training steps (the curve).
+    control=$([ "$name" = shapes_t2i_64_controlnet_seg ] && echo segmentation || echo edges)
+    run=runs/shipped_$name
+    hwaksan train-controlnet --control "$control" --steps "${STEPS:-1200}" --out "$run" \
+      ${RESUME:+--resume}
+    rm -rf "hwaksan/weights/$name" && cp -r "$run/model" "hwaksan/weights/$name"
+    python benchmarks/controlnet_iou.py --control "$control" --controlnet "hwaksan/weights/$name" \
+      --snapshots "$run/snapshots" --curve-n 16 --n 100 --name "controlnet_iou_${name#shapes_t2i_64_controlnet_}"
     exit 0
     ;;
   *) echo "unknown model $name" >&2; exit 2 ;;

@@ -12,7 +12,14 @@ import pytest
 from click.testing import CliRunner
 
 from hwaksan.cli import _COMMANDS, main
-from hwaksan.cli.options import BoundedInt, FiniteFloat, ImageFile, IntList, OutputFolder
+from hwaksan.cli.options import (
+    BoundedInt,
+    FiniteFloat,
+    ImageFile,
+    IntList,
+    OutputFolder,
+    ReadableImage,
+)
 
 # a subcommand -> the arguments it needs besides the fuzzed option
 ARGUMENTS = {"sample": ["shapes"], "nll": ["shapes"], "eval": ["somewhere"],
@@ -62,6 +69,9 @@ ISSUE_CASES = [
     (["export-diffusers", "digits", "out"], "one head width"),
     (["export-diffusers", "shapes_ldm", "out"], "--decoder-only"),
     (["export-diffusers", "shapes"], "Missing argument 'OUT'"),
+    (["generate", "a red circle", "--controlnet", "somewhere"], "go together"),
+    (["train-controlnet", "--control", "depth"], "--control"),
+    (["train-controlnet", "--cond-drop", "1.5"], "--cond-drop"),
 ]
 
 
@@ -81,6 +91,8 @@ def _bad_values(option: click.Option) -> list[str]:
         return ["x", "/etc/passwd", "/etc", "grid.txt", "/etc/passwd/grid.png"]
     if isinstance(kind, OutputFolder):
         return ["/etc/passwd", "/etc/passwd/run"]
+    if isinstance(kind, ReadableImage):
+        return ["/nonexistent/map.png", "/etc", "/etc/passwd"]
     if isinstance(kind, click.Choice):
         return ["nope", ""]
     return []
@@ -125,6 +137,7 @@ def tripwire(monkeypatch):
         "hwaksan.cli.toy.run_samplers", "hwaksan.eval.report.evaluate",
         "hwaksan.diffusion.likelihood.nll_bits_per_dim", "hwaksan.interop.export._write_whole",
         "hwaksan.serve.launch",
+        "hwaksan.runs.controlnet.run_controlnet",
     ]:  # fmt: skip
         monkeypatch.setattr(target, started)
     monkeypatch.setenv("HWAKSAN_FUSED_KERNELS", "0")

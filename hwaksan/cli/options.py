@@ -125,6 +125,26 @@ class ImageFile(click.ParamType):
         return str(value)
 
 
+class ReadableImage(click.ParamType):
+    """A path to read an image from: an existing file that PIL can open (a control image)."""
+
+    name = "image"
+
+    def convert(self, value, param, ctx) -> str:
+        from PIL import Image, UnidentifiedImageError
+
+        path = Path(value)
+        if not path.is_file():
+            self.fail(f"{value!r} is not a file" if path.exists() else f"{value!r} does not exist",
+                      param, ctx)  # fmt: skip
+        try:
+            with Image.open(path) as image:
+                image.verify()
+        except (OSError, UnidentifiedImageError, SyntaxError) as e:
+            self.fail(f"{value!r} is not a readable image ({type(e).__name__})", param, ctx)
+        return str(value)
+
+
 class OutputFolder(click.ParamType):
     """A folder to write a run into: not an existing file, and somewhere we can write."""
 
@@ -172,7 +192,14 @@ def max_minutes_option(default: float | None = None, help: str = "stop (and save
     )  # fmt: skip
 
 
-RUN_FILES = ("checkpoints", "log.csv", "loss.png", "samples", "model")  # what a run writes
+RUN_FILES = (
+    "checkpoints",
+    "log.csv",
+    "loss.png",
+    "samples",
+    "model",
+    "snapshots",
+)  # what a run writes
 
 
 def run_folder_options(default: str):

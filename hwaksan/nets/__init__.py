@@ -7,6 +7,7 @@ from hwaksan.nets.attention import (
     AttnProcessor,
     attention_probs,
 )
+from hwaksan.nets.controlnet import ControlNet, ControlNetConfig
 from hwaksan.nets.embeddings import ClassEmbedding, TimestepEmbedding, timestep_embedding
 from hwaksan.nets.presets import PRESETS, build_unet, unet_base, unet_small, unet_tiny
 from hwaksan.nets.resnet import Downsample, ResBlock, Upsample
@@ -21,6 +22,8 @@ __all__ = [
     "AttentionProcessor",
     "AttnProcessor",
     "ClassEmbedding",
+    "ControlNet",
+    "ControlNetConfig",
     "Downsample",
     "EncoderOutput",
     "ResBlock",

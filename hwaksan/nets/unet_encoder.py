@@ -115,9 +115,11 @@ class UNetEncoder(nn.Module):
         added_embedding: torch.Tensor | None = None,
         cross_attention_kwargs: dict | None = None,
         concat: torch.Tensor | None = None,
+        conv_in_residual: torch.Tensor | None = None,
     ) -> EncoderOutput:
         """x (B, C, H, W), t (B,) long or float -> EncoderOutput; the keyword inputs are the
-        attachments' (see `UNet.forward`) and cost nothing when absent."""
+        attachments' (see `UNet.forward`) and cost nothing when absent. `conv_in_residual`
+        (B, C0, H, W) is added to conv_in's output: ControlNet's encoded hint (Zhang 2023)."""
         x = self._input(x, concat)  # (B, C + concat_channels, H, W)
         t = t.reshape(-1).expand(x.shape[0])  # (B,)
         emb = self._embedding(t, class_labels, added_embedding)  # (B, E)
@@ -129,6 +131,8 @@ class UNetEncoder(nn.Module):
             cond["cross_attention_kwargs"] = cross_attention_kwargs
 
         h = self.conv_in(x)  # (B, C0, H, W)
+        if conv_in_residual is not None:
+            h = h + conv_in_residual  # (B, C0, H, W)
         skips = [h]
         for layer in self.down:
             h = layer(h, emb, **cond) if isinstance(layer, _Layer) else layer(h)  # (B, C, h, w)

@@ -7,6 +7,7 @@ objects = detect(images[0])                            # read an image back into
 
 from hwaksan.data.shapes.caption_parser import Mention, Prompt, parse_caption, scene_prompt
 from hwaksan.data.shapes.captions import shapes_vocabulary
+from hwaksan.data.shapes.controls import CONTROLS, control_image, control_map
 from hwaksan.data.shapes.dataset import ShapesDataset
 from hwaksan.data.shapes.detector import DetectedObject, Parse, detect, parse
 from hwaksan.data.shapes.renderer import (
@@ -39,6 +40,7 @@ __all__ = [
     "ALL_SHAPES",
     "BACKGROUNDS",
     "BASE_SHAPES",
+    "CONTROLS",
     "COLORS",
     "NEW_SHAPES",
     "PALETTE",
@@ -47,6 +49,8 @@ __all__ = [
     "SIZES",
     "class_id",
     "class_name",
+    "control_image",
+    "control_map",
     "detect",
     "DetectedObject",
     "edge_map",

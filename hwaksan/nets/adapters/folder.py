@@ -25,6 +25,7 @@ WEIGHTS = "adapter"  # adapter.safetensors
 # adapter_type -> (the pipeline component it attaches to, "module:loader"); one line per type
 ADAPTER_TYPES: dict[str, tuple[str, str]] = {
     "lora": ("unet", "hwaksan.nets.adapters.lora_folder:load_lora"),
+    "controlnet": ("unet", "hwaksan.nets.adapters.controlnet_folder:load_controlnet"),
     "textual_inversion": (
         "text_encoder",
         "hwaksan.nets.adapters.textual_inversion_folder:load_textual_inversion",
@@ -37,17 +38,18 @@ def save_adapter(
     adapter_type: str,
     tensors: dict[str, torch.Tensor],
     base: dict[str, Any],
+    dtype: torch.dtype = torch.float32,
     **config: Any,
 ) -> Path:
-    """Write an adapter folder atomically: `tensors` in float32, `base` (what it fits) and the
-    type's own JSON `config` (rank, tokens, ...)."""
+    """Write an adapter folder atomically: `tensors` in `dtype` (float32 unless told), `base`
+    (what it fits) and the type's own JSON `config` (rank, tokens, ...)."""
     if adapter_type not in ADAPTER_TYPES:
         raise HwaksanError(
             f"unknown adapter type {adapter_type!r}; known: {', '.join(ADAPTER_TYPES)}"
         )
     saved = {"model_kind": ADAPTER_KIND, "format_version": FORMAT_VERSION}
     saved.update(adapter_type=adapter_type, base=base, **config)
-    return write_folder(path, saved, {WEIGHTS: tensors})
+    return write_folder(path, saved, {WEIGHTS: tensors}, dtype)
 
 
 def read_adapter(path: str | Path) -> tuple[dict, dict[str, torch.Tensor], Path]:
