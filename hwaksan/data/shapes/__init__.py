@@ -16,7 +16,7 @@ from hwaksan.data.shapes.renderer import (
     segmentation_mask,
     to_tensor,
 )
-from hwaksan.data.shapes.scene import Scene, ShapeObject, sample_scene
+from hwaksan.data.shapes.scene import Scene, ShapeObject, moved, sample_scene
 from hwaksan.data.shapes.world import (
     ALL_SHAPES,
     BACKGROUNDS,
@@ -36,6 +36,7 @@ from hwaksan.data.shapes.world import (
 
 __all__ = [
     "shapes_vocabulary",
+    "moved",
     "ALL_SHAPES",
     "BACKGROUNDS",
     "BASE_SHAPES",
