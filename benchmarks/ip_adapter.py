@@ -69,8 +69,10 @@ def measure(pipe, refs, objects, scale: float, args) -> dict:
     from hwaksan.data.shapes.captions import position_phrase
 
     pipe.set_ip_adapter_scale(scale)
-    common = dict(sampler="ddim", steps=args.steps, seed=args.seed, output_type="pt",
-                  guidance_scale=args.guidance_scale, ip_adapter_image=refs, progress=False)  # fmt: skip
+    common = dict(
+        sampler="ddim", steps=args.steps, seed=args.seed, output_type="pt", progress=False,
+        guidance_scale=args.guidance_scale, ip_adapter_image=refs,
+    )  # fmt: skip
     empty = pipe.generate(len(refs), prompt="", **common)
     positions = other_positions(objects)
     prompts = [position_phrase(p) for p in positions]
@@ -119,9 +121,10 @@ def main() -> None:
 
 
 def report(args) -> None:
+    from report import RESULTS, write_report
+
     import hwaksan as hk
     from hwaksan.images import save_grid
-    from report import RESULTS, write_report
 
     start = time.perf_counter()
     pipe = hk.load(args.model)

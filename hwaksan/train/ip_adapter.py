@@ -87,7 +87,7 @@ class ImagePrompts(TextPrompts):
         text_off = (u < p) | ((u >= 2 * p) & (u < 3 * p))
         image_off = (u >= p) & (u < 3 * p)
         cut = torch.rand(len(captions)) < self.position_captions
-        for i, caption in enumerate(captions):
+        for i in range(len(captions)):
             if text_off[i]:
                 captions[i] = ""
             elif cut[i] and not image_off[i]:

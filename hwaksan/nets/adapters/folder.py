@@ -3,7 +3,8 @@ the `base` it fits) + `adapter.safetensors`. It loads onto a base model's compon
 
 Each adapter type registers one line in `ADAPTER_TYPES`: the component it attaches to and its
 loader `load(module, config, tensors, folder, **options)`, which checks the fit before changing
-anything. LoRA, textual inversion and IP-Adapter today; Perfusion's rank-one edits and others plug in here.
+anything. LoRA, textual inversion and IP-Adapter today; Perfusion's rank-one edits and others
+plug in here.
 """
 
 from __future__ import annotations
