@@ -48,7 +48,8 @@ class AdapterLoaders:
         return save_textual_inversion(path, self.text_encoder, tokens)
 
     def load_ip_adapter(self, path: str | Path, scale: float = 1.0) -> Any:
-        """An IP-Adapter folder onto the denoiser's cross-attention layers, and the part that
+        """An IP-Adapter folder (a path, a training run, or a shipped name such as
+        "shapes_t2i_64_ip_adapter") onto the denoiser's cross-attention layers, and the part that
         reads `generate(..., ip_adapter_image=)` (one adapter at a time: it replaces any other).
         The adapter."""
         from hwaksan.nets.adapters import load_adapter
@@ -58,7 +59,8 @@ class AdapterLoaders:
         if self.text_encoder is None:
             raise HwaksanError("an IP-Adapter attaches to a text-to-image model; this is not one")
         self.unload_ip_adapter()
-        adapter = load_adapter(path, self._adapter_components(), "ip_adapter", scale=scale)
+        folder = _adapter_folder(path)
+        adapter = load_adapter(folder, self._adapter_components(), "ip_adapter", scale=scale)
         self.parts.append(IPAdapterImage(adapter, load_mini_clip("mini_clip")))
         return adapter
 
@@ -86,3 +88,16 @@ class AdapterLoaders:
 
     def _adapter_components(self) -> dict:
         return {"unet": self.unet, "text_encoder": self.text_encoder}
+
+
+def _adapter_folder(path: str | Path) -> Path:
+    """An adapter folder from a path, a training run's folder (its `model/`), or a shipped name."""
+    from hwaksan.registry import WEIGHTS_DIR
+
+    folder = Path(path)
+    if (folder / "model" / "config.json").exists():
+        return folder / "model"
+    shipped = WEIGHTS_DIR / str(path)
+    if not folder.exists() and (shipped / "config.json").exists():
+        return shipped
+    return folder
