@@ -230,3 +230,33 @@ def test_pipeline_image_prompt_at_scale_zero_is_the_base_and_above_it_is_not(shi
         pipe.set_ip_adapter_scale(0.5)
     with pytest.raises(HwaksanError, match="unknown input"):
         pipe.generate(2, ip_adapter_image=_reference(), **run)
+
+
+def test_cli_trains_resumes_and_generates_with_an_image_prompt(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from hwaksan.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    _reference().save("ref.png")
+    run = ["train-ip-adapter", "--scenes", "8", "--batch-size", "4", "--checkpoint-every", "1",
+           "--warmup", "0", "--out", "run"]  # fmt: skip
+    first = CliRunner().invoke(main, [*run, "--steps", "1"])
+    assert first.exit_code == 0, first.output
+    again = CliRunner().invoke(main, [*run, "--steps", "2"])
+    assert again.exit_code == 2 and "--resume" in again.output  # never over a run silently
+    resumed = CliRunner().invoke(main, [*run, "--steps", "2", "--resume"])
+    assert resumed.exit_code == 0 and "trained 2 steps" in resumed.output, resumed.output
+    generate = ["generate", "", "--model", "shapes_t2i_64", "-n", "2", "--steps", "2",
+                "--ip-adapter", "run", "--ip-adapter-image", "ref.png", "--out", "g.png"]  # fmt: skip
+    result = CliRunner().invoke(main, generate)
+    assert result.exit_code == 0 and (tmp_path / "g.png").exists(), result.output
+    for bad, fragment in [
+        (["--ip-adapter", "run", "--ip-adapter-image", "missing.png"], "not a readable image"),
+        (["--ip-adapter", "run", "--ip-adapter-image", "run/log.csv"], "not a readable image"),
+        (["--ip-adapter", "nope", "--ip-adapter-image", "ref.png"], "nope"),
+        (["--ip-adapter", "run/model"], "go together"),
+    ]:
+        result = CliRunner().invoke(main, [*generate[:8], *bad, "--out", "g.png"])
+        assert result.exit_code == 2 and fragment in result.output, (bad, result.output)
+        assert len(result.output.strip().splitlines()) == 1

@@ -72,7 +72,7 @@ def command(
     if pipe.text_encoder is None:
         raise HwaksanError(f"{model} is not a text-to-image model (it has no text encoder)")
     image_prompt = _ip_adapter(pipe, ip_adapter, ip_adapter_image, ip_adapter_scale)
-    for note in _check(pipe, prompts, negative_prompt, relations, steps):
+    for note in _check(pipe, prompts, negative_prompt, relations, steps, bool(image_prompt)):
         click.echo(note, err=True)
     if relations and layout_scale is None and not pipe.layout_scale:
         click.echo(f"note: {model} runs without layout guidance by default (it was measured to "
@@ -89,10 +89,11 @@ def command(
     click.echo(f"wrote {len(images)} images ({len(prompts)} prompt(s) x {n}) to {out}")
 
 
-def _check(pipe, prompts, negative_prompt, relations, steps) -> list[str]:
-    """The values that need the model, checked before sampling; notes for prompts it will cut."""
+def _check(pipe, prompts, negative_prompt, relations, steps, image_prompt=False) -> list[str]:
+    """The values that need the model, checked before sampling; notes for prompts it will cut
+    (an empty prompt only beside an image prompt)."""
     check_steps(pipe, steps)
-    notes = check_prompts(pipe, list(prompts))
+    notes = check_prompts(pipe, list(prompts), allow_empty=image_prompt)
     notes += check_prompts(pipe, [negative_prompt] if negative_prompt else [], "negative prompt")
     for a, rel, b in relations:
         if rel not in RELATIONS or not a.strip() or not b.strip():
