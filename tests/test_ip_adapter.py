@@ -248,7 +248,8 @@ def test_cli_trains_resumes_and_generates_with_an_image_prompt(tmp_path, monkeyp
     resumed = CliRunner().invoke(main, [*run, "--steps", "2", "--resume"])
     assert resumed.exit_code == 0 and "trained 2 steps" in resumed.output, resumed.output
     generate = ["generate", "", "--model", "shapes_t2i_64", "-n", "2", "--steps", "2",
-                "--ip-adapter", "run", "--ip-adapter-image", "ref.png", "--out", "g.png"]  # fmt: skip
+                "--ip-adapter", "run", "--ip-adapter-image", "ref.png",
+                "--out", "g.png"]  # fmt: skip
     result = CliRunner().invoke(main, generate)
     assert result.exit_code == 0 and (tmp_path / "g.png").exists(), result.output
     for bad, fragment in [
