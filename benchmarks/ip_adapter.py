@@ -110,7 +110,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="shapes_t2i_64")
     parser.add_argument("--adapter", default="hwaksan/weights/shapes_t2i_64_ip_adapter")
-    parser.add_argument("--n", type=int, default=105, help="references (5 of each 21 kinds)")
+    parser.add_argument("--n", type=int, default=63, help="references (single objects)")
     parser.add_argument("--scales", default="0,0.25,0.5,0.75,1")
     parser.add_argument("--steps", type=int, default=25)
     parser.add_argument("--guidance-scale", type=float, default=4.0)

@@ -44,7 +44,8 @@ from hwaksan.train.loop import TrainConfig
               show_default=True, help="the reference image: the scene's objects moved to new "
               "places, or the training image itself (the paper's)")  # fmt: skip
 @click.option("--position-captions", type=FiniteFloat(0, 1), default=0.5, show_default=True,
-              help="share of captions cut to their position words")  # fmt: skip
+              help="share of captions (image kept) cut to their position words or to the "
+              "empty prompt, half each")  # fmt: skip
 @click.option("--drop-prob", type=FiniteFloat(0, 0.3), default=0.05, show_default=True,
               help="text, image and both are each dropped this often")  # fmt: skip
 @max_minutes_option()

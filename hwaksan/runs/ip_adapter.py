@@ -38,7 +38,7 @@ class IPAdapterRun:
     scenes: int = 10_000  # shapes-world scenes rendered (each with every phrasing of its caption)
     num_tokens: int = 4  # image tokens (the paper's 4)
     reference: str = "moved"  # "moved" | "same" (train.ip_adapter)
-    position_captions: float = 0.5  # share of captions cut to their position
+    position_captions: float = 0.5  # share of captions cut to their position or to ""
     drop_prob: float = 0.05  # text, image and both each dropped this often (the paper's 0.05)
     data_seed: int = 0
     train: TrainConfig = field(default_factory=TrainConfig)
