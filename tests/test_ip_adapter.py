@@ -261,3 +261,20 @@ def test_cli_trains_resumes_and_generates_with_an_image_prompt(tmp_path, monkeyp
         result = CliRunner().invoke(main, [*generate[:8], *bad, "--out", "g.png"])
         assert result.exit_code == 2 and fragment in result.output, (bad, result.output)
         assert len(result.output.strip().splitlines()) == 1
+
+
+def test_diffusers_reads_the_files_image_proj_as_its_image_projection(tmp_path):
+    """diffusers' own converter (`_convert_ip_adapter_image_proj_to_diffusers`) builds its
+    `ImageProjection` from the file's `image_proj.*` keys; it makes the same image tokens."""
+    from diffusers.loaders.unet import UNet2DConditionLoadersMixin
+
+    unet = _unet()
+    adapter = IPAdapter.for_unet(unet, E, num_tokens=4)  # diffusers' converter assumes 4 tokens
+    folder = save_ip_adapter(tmp_path / "ip", adapter, unet)
+    tensors = load_file(folder / "adapter.safetensors")
+    image_proj = {k.removeprefix("image_proj."): v for k, v in tensors.items()
+                  if k.startswith("image_proj.")}  # fmt: skip
+    convert = UNet2DConditionLoadersMixin._convert_ip_adapter_image_proj_to_diffusers
+    theirs = convert(None, image_proj, low_cpu_mem_usage=False)
+    embeds = torch.randn(3, E)
+    torch.testing.assert_close(theirs(embeds), adapter.image_tokens(embeds))
