@@ -226,6 +226,10 @@ def test_pipeline_image_prompt_at_scale_zero_is_the_base_and_above_it_is_not(shi
     finally:
         pipe.unload_ip_adapter()
     assert torch.equal(pipe.generate(2, **run), base)
+    pipe.load_ip_adapter(folder)
+    with pytest.raises(HwaksanError, match="unload_ip_adapter"):
+        pipe.save(folder.parent / "model")  # the base's folder would not load again
+    pipe.unload_ip_adapter()
     with pytest.raises(HwaksanError, match="no IP-Adapter is loaded"):
         pipe.set_ip_adapter_scale(0.5)
     with pytest.raises(HwaksanError, match="unknown input"):
