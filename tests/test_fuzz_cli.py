@@ -134,6 +134,7 @@ def tripwire(monkeypatch):
         "hwaksan.cli.train.run_diffusion", "hwaksan.runs.diffusion.run_diffusion",
         "hwaksan.cli.train_autoencoder.run_autoencoder", "hwaksan.train.classifier.run_classifier",
         "hwaksan.train.clip.run_clip", "hwaksan.pipeline.Pipeline.generate",
+        "hwaksan.runs.ip_adapter.run_ip_adapter",
         "hwaksan.cli.toy.run_samplers", "hwaksan.eval.report.evaluate",
         "hwaksan.diffusion.likelihood.nll_bits_per_dim", "hwaksan.interop.export._write_whole",
         "hwaksan.serve.launch",

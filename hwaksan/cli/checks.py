@@ -34,12 +34,15 @@ def check_class_label(pipe, name: str, label: int | None, num_classes: int | Non
         )
 
 
-def check_prompts(pipe, prompts: list[str], what: str = "prompt") -> list[str]:
-    """Every prompt has a word; returns a one-line note for each the text encoder will cut
-    (the caller then hides the encoder's own Python warning, `CUT_WARNING`)."""
+def check_prompts(
+    pipe, prompts: list[str], what: str = "prompt", allow_empty: bool = False
+) -> list[str]:
+    """Every prompt has a word (unless `allow_empty`: an image prompt says the rest); returns a
+    one-line note for each the text encoder will cut (the caller then hides the encoder's own
+    Python warning, `CUT_WARNING`)."""
     notes = []
     for prompt in prompts:
-        if not prompt.strip():
+        if not prompt.strip() and not allow_empty:
             raise HwaksanError(f"an empty {what}: write what the image shows, e.g. 'a red circle'")
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")

@@ -50,13 +50,20 @@ MAX_IMAGES = 1024  # one grid
 @click.option("--controlnet-conditioning-scale", type=FiniteFloat(0, 10), default=1.0,
               show_default=True,
               help="strength of the ControlNet (0 = the model alone)")  # fmt: skip
+@click.option("--ip-adapter", default=None, metavar="PATH",
+              help="an IP-Adapter folder: prompt with --ip-adapter-image too")  # fmt: skip
+@click.option("--ip-adapter-image", default=None, metavar="IMG",
+              help="the image prompt (any size; RGB) for --ip-adapter")  # fmt: skip
+@click.option("--ip-adapter-scale", type=FiniteFloat(0, 10), default=1.0, show_default=True,
+              help="weight of the image prompt (0: the text alone)")  # fmt: skip
 @click.option("--scale", type=PositiveInt(16), default=4, show_default=True,
               help="grid upscale factor")  # fmt: skip
 @click.option("--out", type=ImageFile(), default="grid.png", show_default=True,
               help="image grid to write (.png, .jpg, ...)")  # fmt: skip
 def command(
     prompts, model, n, negative_prompt, guidance_scale, sampler, steps, seed, relations,
-    layout_scale, controlnet, control_image, controlnet_conditioning_scale, scale, out,
+    layout_scale, controlnet, control_image, controlnet_conditioning_scale, ip_adapter,
+    ip_adapter_image, ip_adapter_scale, scale, out,
 ):  # fmt: skip
     """Generate N images for each PROMPT (one grid row per prompt), e.g.
 
@@ -65,6 +72,8 @@ def command(
     --relation names two phrases of every PROMPT and how they sit; layout guidance then moves
     their cross-attention to match while the layout forms. --controlnet with --control-image
     steers where the objects go by a control map (hwaksan train-controlnet makes one).
+    --ip-adapter with --ip-adapter-image prompts with a picture too (IP-Adapter; "" as PROMPT:
+    the picture alone).
     """
     from hwaksan.images import save_grid
     from hwaksan.model_folder import load
@@ -77,7 +86,8 @@ def command(
     if pipe.text_encoder is None:
         raise HwaksanError(f"{model} is not a text-to-image model (it has no text encoder)")
     control = _control(pipe, controlnet, control_image, controlnet_conditioning_scale)
-    for note in _check(pipe, prompts, negative_prompt, relations, steps):
+    image_prompt = _ip_adapter(pipe, ip_adapter, ip_adapter_image, ip_adapter_scale)
+    for note in _check(pipe, prompts, negative_prompt, relations, steps, bool(image_prompt)):
         click.echo(note, err=True)
     if relations and layout_scale is None and not pipe.layout_scale:
         click.echo(f"note: {model} runs without layout guidance by default (it was measured to "
@@ -89,15 +99,17 @@ def command(
             prompt=[p for p in prompts for _ in range(n)], negative_prompt=negative_prompt,
             guidance_scale=guidance_scale, progress=True, output_type="pt",
             relations=list(relations) or None, layout_scale=layout_scale, **control,
+            **image_prompt,
         )  # fmt: skip
     save_grid(images, out, nrow=n, scale=scale)
     click.echo(f"wrote {len(images)} images ({len(prompts)} prompt(s) x {n}) to {out}")
 
 
-def _check(pipe, prompts, negative_prompt, relations, steps) -> list[str]:
-    """The values that need the model, checked before sampling; notes for prompts it will cut."""
+def _check(pipe, prompts, negative_prompt, relations, steps, image_prompt=False) -> list[str]:
+    """The values that need the model, checked before sampling; notes for prompts it will cut
+    (an empty prompt only beside an image prompt)."""
     check_steps(pipe, steps)
-    notes = check_prompts(pipe, list(prompts))
+    notes = check_prompts(pipe, list(prompts), allow_empty=image_prompt)
     notes += check_prompts(pipe, [negative_prompt] if negative_prompt else [], "negative prompt")
     for a, rel, b in relations:
         if rel not in RELATIONS or not a.strip() or not b.strip():
@@ -116,3 +128,20 @@ def _control(pipe, controlnet, control_image, conditioning_scale) -> dict:
     with Image.open(control_image) as image:
         image = image.convert("RGB")
     return {"control_image": image, "controlnet_conditioning_scale": conditioning_scale}
+
+
+def _ip_adapter(pipe, path, image_path, scale) -> dict:
+    """Load --ip-adapter onto the pipeline and read --ip-adapter-image: generate's inputs."""
+    if (path is None) != (image_path is None):
+        raise HwaksanError("--ip-adapter and --ip-adapter-image go together: give both or neither")
+    if path is None:
+        return {}
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(image_path) as opened:
+            image = opened.convert("RGB")
+    except (OSError, UnidentifiedImageError) as e:
+        raise HwaksanError(f"--ip-adapter-image {image_path}: not a readable image ({e})") from e
+    pipe.load_ip_adapter(path, scale=scale)
+    return {"ip_adapter_image": image}

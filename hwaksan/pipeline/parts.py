@@ -32,14 +32,18 @@ class Plan:
     steps: int
     x_T: torch.Tensor  # (n, *sample_shape) the starting noise
     generator: torch.Generator
-    cond: dict[str, torch.Tensor] = field(default_factory=dict)  # the network's inputs, (n, ...)
-    uncond: dict[str, torch.Tensor] = field(default_factory=dict)  # their unconditional twins
+    cond: dict[str, Any] = field(default_factory=dict)  # the network's inputs, (n, ...) tensors
+    # (or dicts of them: `cross_attention_kwargs`)
+    uncond: dict[str, Any] = field(default_factory=dict)  # their unconditional twins
     per_image: dict[str, Any] = field(default_factory=dict)  # what guides read, e.g. targets
     sample_args: dict[str, Any] = field(default_factory=dict)  # extra `hk.sample` keywords
 
-    def batch(self, inputs: dict[str, torch.Tensor], part: slice) -> dict[str, torch.Tensor]:
-        """The rows of one batch of per-image inputs."""
-        return {k: v[part] for k, v in inputs.items()}
+    def batch(self, inputs: dict[str, Any], part: slice) -> dict[str, Any]:
+        """The rows of one batch of per-image inputs (tensors, or dicts of them such as
+        `cross_attention_kwargs`)."""
+        return {
+            k: self.batch(v, part) if isinstance(v, dict) else v[part] for k, v in inputs.items()
+        }
 
 
 class Part:

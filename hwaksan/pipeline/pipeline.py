@@ -156,7 +156,13 @@ class Pipeline(AdapterLoaders):
     def save(
         self, path: str | Path, unet_ema: nn.Module | None = None, dtype=torch.float32
     ) -> Path:
-        """Write the model folder (atomically: a temporary folder renamed into place)."""
+        """Write the model folder (atomically: a temporary folder renamed into place); an
+        attachment's processor weights (an IP-Adapter) are refused: the base is saved without."""
         from hwaksan.model_folder import save_pipeline
 
+        if any(".processor." in name for name in self.unet.state_dict()):
+            raise HwaksanError(
+                "the U-Net carries attention-processor weights (an IP-Adapter); they live in "
+                "their own adapter folder: unload_ip_adapter() first, then save the base"
+            )
         return save_pipeline(self, path, unet_ema, dtype)

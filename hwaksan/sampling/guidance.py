@@ -21,7 +21,8 @@ def classifier_free_guidance(
     prediction, so it is the same for eps, x0 and v targets.
 
     w = 0 is the unconditional model and w = 1 the conditional one, each in a single forward of
-    its own half (exactly that model's output, at half the cost).
+    its own half (exactly that model's output, at half the cost). A value of `cond` may be a
+    dict of per-image tensors (`cross_attention_kwargs`: IP-Adapter's image tokens).
     """
 
     def guided(x: torch.Tensor, t: torch.Tensor, **cond: torch.Tensor) -> torch.Tensor:
@@ -29,8 +30,15 @@ def classifier_free_guidance(
             return model(x, t, **{**cond, **uncond})
         if guidance_scale == 1:
             return model(x, t, **cond)
-        both = {k: torch.cat([cond[k], uncond[k]]) for k in cond}  # (2B, ...) each
+        both = {k: _cat(cond[k], uncond[k]) for k in cond}  # (2B, ...) each
         pred_cond, pred_uncond = model(torch.cat([x, x]), torch.cat([t, t]), **both).chunk(2)
         return pred_uncond + guidance_scale * (pred_cond - pred_uncond)
 
     return guided
+
+
+def _cat(cond, uncond):
+    """cond's rows, then uncond's: tensors, or dicts of them key by key."""
+    if isinstance(cond, dict):
+        return {k: _cat(cond[k], uncond[k]) for k in cond}
+    return torch.cat([cond, uncond])

@@ -17,7 +17,7 @@ from hwaksan.data.shapes.renderer import (
     segmentation_mask,
     to_tensor,
 )
-from hwaksan.data.shapes.scene import Scene, ShapeObject, sample_scene
+from hwaksan.data.shapes.scene import Scene, ShapeObject, moved, sample_scene
 from hwaksan.data.shapes.world import (
     ALL_SHAPES,
     BACKGROUNDS,
@@ -37,6 +37,7 @@ from hwaksan.data.shapes.world import (
 
 __all__ = [
     "shapes_vocabulary",
+    "moved",
     "ALL_SHAPES",
     "BACKGROUNDS",
     "BASE_SHAPES",

@@ -74,6 +74,12 @@ def _position(rng: np.random.Generator, o: ShapeObject) -> str:
     return f"{pick(rng, prepositions)} {pick(rng, phrases)}"
 
 
+def position_phrase(position: str) -> str:
+    """A caption that names only a position ("in the top left"): its first phrasing."""
+    phrases, prepositions = POSITION_WORDS[position]
+    return f"{prepositions[0]} {phrases[0]}"
+
+
 def _relation(rng: np.random.Generator, a: ShapeObject, b: ShapeObject) -> str:
     return pick(rng, RELATION_WORDS[relation_word(a.centroid, b.centroid)])
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -129,3 +129,18 @@ def sample_scene(rng_or_seed: np.random.Generator | int, config: ShapesConfig) -
         caption=pick(rng, phrasings),
         class_id=class_id(objects[0].shape, objects[0].color, config),
     )
+
+
+def moved(scene: Scene, rng: np.random.Generator) -> Scene:
+    """The same objects (shape, color, size, scale) at new places, drawn by `sample_scene`'s
+    placement rules; captions are left as they were (a reference image, not a captioned one)."""
+    R = scene.resolution
+    while True:  # a placement that boxes an object in restarts
+        placed: list[ShapeObject] = []
+        for o in scene.objects:
+            c = _place(rng, o.shape, o.radius, placed, R)
+            if c is None:
+                break
+            placed.append(replace(o, centroid=c))
+        if len(placed) == len(scene.objects):
+            return replace(scene, objects=tuple(placed))

@@ -3,7 +3,8 @@ the `base` it fits) + `adapter.safetensors`. It loads onto a base model's compon
 
 Each adapter type registers one line in `ADAPTER_TYPES`: the component it attaches to and its
 loader `load(module, config, tensors, folder, **options)`, which checks the fit before changing
-anything. LoRA and textual inversion today; Perfusion's rank-one edits and others plug in here.
+anything. LoRA, textual inversion and IP-Adapter today; Perfusion's rank-one edits and others
+plug in here.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ WEIGHTS = "adapter"  # adapter.safetensors
 ADAPTER_TYPES: dict[str, tuple[str, str]] = {
     "lora": ("unet", "hwaksan.nets.adapters.lora_folder:load_lora"),
     "controlnet": ("unet", "hwaksan.nets.adapters.controlnet_folder:load_controlnet"),
+    "ip_adapter": ("unet", "hwaksan.nets.adapters.ip_adapter_folder:load_ip_adapter"),
     "textual_inversion": (
         "text_encoder",
         "hwaksan.nets.adapters.textual_inversion_folder:load_textual_inversion",
