@@ -16,7 +16,7 @@ from hwaksan.cli.options import BoundedInt, FiniteFloat, ImageFile, IntList, Out
 
 # a subcommand -> the arguments it needs besides the fuzzed option
 ARGUMENTS = {"sample": ["shapes"], "nll": ["shapes"], "eval": ["somewhere"],
-             "generate": ["a red circle"]}  # fmt: skip
+             "generate": ["a red circle"], "distill": ["consistency"]}  # fmt: skip
 # (argv, a fragment the one error line must hold): the probe's cases, by name
 ISSUE_CASES = [
     (["train", "--lr", "-1"], "--lr"),
@@ -114,7 +114,7 @@ def tripwire(monkeypatch):
         "hwaksan.cli.train_autoencoder.run_autoencoder", "hwaksan.train.classifier.run_classifier",
         "hwaksan.train.clip.run_clip", "hwaksan.pipeline.Pipeline.generate",
         "hwaksan.cli.toy.run_samplers", "hwaksan.eval.report.evaluate",
-        "hwaksan.diffusion.likelihood.nll_bits_per_dim",
+        "hwaksan.diffusion.likelihood.nll_bits_per_dim", "hwaksan.runs.distill.run_distill",
     ]:  # fmt: skip
         monkeypatch.setattr(target, started)
     monkeypatch.setenv("HWAKSAN_FUSED_KERNELS", "0")
