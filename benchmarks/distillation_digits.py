@@ -82,7 +82,7 @@ def verdicts(rows: list[dict]) -> list[str]:
             lines.append(f"- {method} at {steps} step(s): not measured in this run")
             continue
         ratio = found[0]["frechet"] / base["frechet"]
-        verdict = "met" if ratio <= limit else f"missed by {100 * (ratio - limit):.0f} points"
+        verdict = "met" if ratio <= limit else f"missed ({ratio / limit:.2f}x the target's ratio)"
         lines.append(f"- {method} at {steps} step(s): FD {ratio:.2f}x the teacher's DDIM-50 "
                      f"(target <= {limit:.2f}x): {verdict}")  # fmt: skip
     for r in rows:

@@ -232,3 +232,46 @@ def test_consistency_training_trains_on_the_loop(tmp_path):
     log = (tmp_path / "log.csv").read_text().splitlines()
     column = log[0].split(",").index("num_levels")
     assert [float(row.split(",")[column]) for row in log[1:]] == [3, 3, 5, 5, 9, 9, 9, 9]
+
+
+def test_distill_command_trains_resumes_and_leaves_the_teacher_alone(tmp_path):
+    """`hwaksan distill` from a teacher folder: the student folder samples as made; an
+    interrupted progressive run resumes (finished halvings are loaded, not retrained); the
+    teacher's files are byte-identical afterwards."""
+    import hashlib
+    import shutil
+
+    from click.testing import CliRunner
+
+    from hwaksan.cli import main
+    from hwaksan.registry import WEIGHTS_DIR
+
+    teacher = tmp_path / "teacher"
+    shutil.copytree(WEIGHTS_DIR / "digits", teacher)
+    digest = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in teacher.iterdir()}
+    common = ["--teacher", str(teacher), "--steps", "2", "--batch-size", "4"]
+    out = tmp_path / "pd"
+    argv = ["distill", "progressive", *common, "--teacher-steps", "4", "--final-steps", "2"]
+    result = CliRunner().invoke(main, [*argv, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    pipe = hk.load(out / "model", device="cpu")
+    assert (pipe.sampler, pipe.steps, pipe.prediction_type) == ("euler", 2, "v_prediction")
+    stamp = (out / "steps_0002" / "model" / "unet.safetensors").stat().st_mtime_ns
+    again = CliRunner().invoke(main, [*argv, "--out", str(out), "--resume"])
+    assert again.exit_code == 0, again.output
+    assert (out / "steps_0002" / "model" / "unet.safetensors").stat().st_mtime_ns == stamp
+    refused = CliRunner().invoke(main, [*argv, "--out", str(out)])
+    assert refused.exit_code == 2 and "--resume" in refused.output
+    cd = tmp_path / "cd"
+    result = CliRunner().invoke(main, ["distill", "consistency", *common, "--out", str(cd)])
+    assert result.exit_code == 0, result.output
+    pipe = hk.load(cd / "model", device="cpu")
+    assert (pipe.sampler, pipe.steps, type(pipe.unet).__name__) == (
+        "consistency",
+        1,
+        "ConsistencyUNet",
+    )
+    images = pipe.generate(2, steps=2, class_labels=[3, 4], output_type="pt", progress=False)
+    assert images.shape == (2, 1, 16, 16) and bool(images.isfinite().all())
+    after = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in teacher.iterdir()}
+    assert after == digest
