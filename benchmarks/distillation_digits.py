@@ -93,6 +93,24 @@ def verdicts(rows: list[dict]) -> list[str]:
     return lines
 
 
+def curriculum_lines(log_csv: str) -> list[str]:
+    """Consistency training's loss in each stage of its curriculum (from the run's log.csv): the
+    mean over the stage's first and last quarter of logged steps. Stages are not comparable with
+    each other (the weight 1 / (sigma_{n+1} - sigma_n) grows with N); within one, the loss should
+    fall or hold, never run away."""
+    import csv
+
+    rows = list(csv.DictReader(open(log_csv)))
+    lines = ["| levels N | steps | loss, first quarter | loss, last quarter |", "|---|---|---|---|"]
+    for n in dict.fromkeys(r["num_levels"] for r in rows):
+        losses = [float(r["loss"]) for r in rows if r["num_levels"] == n]
+        steps = [int(r["step"]) for r in rows if r["num_levels"] == n]
+        q = max(1, len(losses) // 4)
+        lines.append(f"| {float(n):.0f} | {steps[0]}-{steps[-1]} | {sum(losses[:q]) / q:.3g} | "
+                     f"{sum(losses[-q:]) / q:.3g} |")  # fmt: skip
+    return lines
+
+
 def plot(rows: list[dict], path: Path) -> None:
     import matplotlib
 
@@ -125,6 +143,7 @@ def main() -> None:
     p.add_argument("--cd", default="digits_cd", help="consistency-distilled model ('' = none)")
     p.add_argument("--ct", default="digits_ct", help="consistency-trained model ('' = none)")
     p.add_argument("--pd", action="append", default=None, help="progressive students")
+    p.add_argument("--ct-log", default=None, help="the consistency-training run's log.csv")
     p.add_argument("--name", default="distillation_digits")
     args = p.parse_args()
     args.pd = ["digits_pd"] if args.pd is None else [m for m in args.pd if m]
@@ -144,6 +163,9 @@ def main() -> None:
               f"{r['diversity']:.3f} | {r['diversity'] / base['diversity']:.2f} | "
               f"{r['images_per_s']:.0f} |" for r in rows]  # fmt: skip
     lines += ["", "Targets (issue 16):", *verdicts(rows)]
+    if args.ct_log:
+        lines += ["", "Consistency training's loss through its curriculum (`log.csv`):", "",
+                  *curriculum_lines(args.ct_log)]  # fmt: skip
     write_report(args.name, lines, {"rows": rows, "settings": vars(args)})
     plot(rows, DOCS / f"{args.name}_fd_vs_nfe.png")
 

@@ -58,7 +58,7 @@ def command(method: str, **o) -> None:
     config = TrainConfig(
         out_dir=o["out_dir"], steps=o["steps"], batch_size=o["batch_size"], lr=o["lr"],
         lr_warmup_steps=o["warmup"], seed=o["seed"], checkpoint_every=o["checkpoint_every"],
-        resume=o["resume"], sample_every=max(1, o["steps"] // 4),
+        resume=o["resume"], sample_every=max(1, o["steps"] // 4), log_every=1,
     )  # fmt: skip
     run = DistillRun(
         method=method, teacher=o["teacher"], guidance_scale=o["guidance_scale"],
