@@ -275,3 +275,27 @@ def test_distill_command_trains_resumes_and_leaves_the_teacher_alone(tmp_path):
     assert images.shape == (2, 1, 16, 16) and bool(images.isfinite().all())
     after = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in teacher.iterdir()}
     assert after == digest
+
+
+def test_teacher_guidance_is_folded_into_the_target():
+    """guidance_scale w: the teacher's x0 is the classifier-free mix uncond + w (cond - uncond)
+    of its x0 estimates (linear in the prediction), in both distillation recipes."""
+    from hwaksan.train.consistency import ConsistencyDistillation
+    from hwaksan.train.teacher import x0_at
+
+    unet = tiny_unet()
+    labels = torch.tensor([0, 1, 2, 0])
+    cond, null = {"class_labels": labels}, {"class_labels": torch.full_like(labels, 3)}
+    x = torch.randn(4, 1, 8, 8)
+    pd = ProgressiveDistillation(unet, unet, SCHEDULE, (1, 8, 8), ClassLabels(3, 0.0),
+                                 student_steps=4, guidance_scale=3.0, num_samples=0)  # fmt: skip
+    i = torch.full((4,), 3)
+    sigma, t = pd.sigmas[i], pd.t[i]
+    parts = [x0_at(unet, x, sigma, t, "v_prediction", c) for c in (cond, null)]
+    want = parts[1] + 3.0 * (parts[0] - parts[1])
+    assert (want - parts[0]).abs().max() > 1e-2  # guidance changes it
+    assert torch.allclose(pd.teacher_x0(x, i, cond), want, atol=1e-5)
+    cd = ConsistencyDistillation(ConsistencyUNet.from_unet(unet, SCHEDULE), unet, SCHEDULE,
+                                 (1, 8, 8), ClassLabels(3, 0.0), guidance_scale=3.0,
+                                 num_samples=0)  # fmt: skip
+    assert torch.allclose(cd.teacher_x0(x, sigma, t, cond), want, atol=1e-5)
