@@ -92,7 +92,11 @@ def _config(run: DistillRun, out_dir: Path, min_lr_ratio: float) -> TrainConfig:
 
 def _save(run: DistillRun, teacher: Pipeline, student, out: Path, **fields) -> Pipeline:
     """The student as a model folder in `out`, saying how it was made and how to sample it."""
-    data = {**teacher.data, "teacher": str(run.teacher), "method": run.method}
+    data = {**teacher.data, "teacher": str(run.teacher), "method": run.method,
+            "teacher_train_steps": teacher.data.get("steps"), "steps": run.train.steps,
+            "batch_size": run.train.batch_size}  # fmt: skip
+    if run.method == "progressive":  # steps are per halving
+        data["halvings_from"] = run.teacher_steps
     pipe = Pipeline(
         unet=student.eval(), schedule=teacher.schedule, image_shape=teacher.image_shape,
         num_classes=teacher.num_classes, class_names=teacher.class_names,
