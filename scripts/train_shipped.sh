@@ -148,7 +148,7 @@ PY
     # Karras grid, target EMA 0.95, L2), or consistency training from the digits alone (no
     # teacher: fresh weights, pseudo-Huber, lognormal levels, 11 -> 1281 levels curriculum).
     if [ "$name" = digits_cd ]; then
-      hwaksan distill consistency --teacher digits --steps "${STEPS:-450}" --batch-size 32 \
+      hwaksan distill consistency --teacher digits --steps "${STEPS:-1000}" --batch-size 32 \
         --num-levels 12 --lr 1e-4 --out runs/digits_cd ${RESUME:+--resume}
     else
       hwaksan distill consistency-training --teacher digits --steps "${STEPS:-450}" \
@@ -160,10 +160,10 @@ PY
     exit 0
     ;;
   digits_pd)
-    # Progressive distillation of the shipped `digits`: DDIM-16 -> 8 -> 4 -> 2 -> 1, 90 steps a
+    # Progressive distillation of the shipped `digits`: DDIM-16 -> 8 -> 4 -> 2 -> 1, 200 steps a
     # halving at batch 32 (lr 1e-4 decayed to 0 in each); ships the 4-step and 1-step students.
     hwaksan distill progressive --teacher digits --teacher-steps 16 --final-steps 1 \
-      --steps "${STEPS:-90}" --batch-size 32 --lr 1e-4 --out runs/digits_pd ${RESUME:+--resume}
+      --steps "${STEPS:-200}" --batch-size 32 --lr 1e-4 --out runs/digits_pd ${RESUME:+--resume}
     python -c "import torch, hwaksan as hk
 hk.load('runs/digits_pd/steps_0004/model').save('hwaksan/weights/digits_pd', dtype=torch.float16)
 hk.load('runs/digits_pd/steps_0001/model').save('hwaksan/weights/digits_pd1', dtype=torch.float16)"
