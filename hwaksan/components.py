@@ -26,6 +26,7 @@ from hwaksan.errors import HwaksanError
 # class name -> "module:attribute"; add one line per saveable network class
 CLASSES: dict[str, str] = {
     "UNet": "hwaksan.nets.unet:UNet",
+    "ConsistencyUNet": "hwaksan.nets.consistency:ConsistencyUNet",
     "AutoencoderKL": "hwaksan.nets.autoencoder:AutoencoderKL",
     "VQModel": "hwaksan.nets.autoencoder:VQModel",
     "MiniCLIP": "hwaksan.nets.text.mini_clip:MiniCLIP",

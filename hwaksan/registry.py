@@ -17,6 +17,10 @@ SHIPPED: dict[str, str] = {
     "shapes_ldm": "latent diffusion, 64 px shapes world, on the KL autoencoder's 4x16x16 latents",
     "shapes_t2i": "text-to-image shapes world (1-2 objects, 32 px), prompts via cross-attention",
     "shapes_t2i_64": "text-to-image shapes world (1-2 objects, 64 px), in autoencoder_kl latents",
+    "digits_cd": "digits, consistency-distilled from `digits`: 1-2 steps (consistency sampler)",
+    "digits_pd": "digits, progressively distilled from `digits` (16 -> 4 DDIM steps)",
+    "digits_pd1": "digits, progressively distilled from `digits` down to 1 DDIM step",
+    "digits_ct": "digits, consistency-trained from the data alone (no teacher), 1-2 steps",
 }
 
 

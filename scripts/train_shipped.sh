@@ -12,6 +12,9 @@
 #   bash scripts/train_shipped.sh shapes_t2i_64_controlnet_seg    # ControlNet: silhouettes
 #   bash scripts/train_shipped.sh shapes_t2i_64_controlnet_edges  # ControlNet: edge maps
 #   bash scripts/train_shipped.sh shapes_t2i_64_ip_adapter # IP-Adapter (image prompts) on it
+#   bash scripts/train_shipped.sh digits_cd    # consistency distillation of digits (1-2 steps)
+#   bash scripts/train_shipped.sh digits_pd    # progressive distillation of digits (16 -> 1)
+#   bash scripts/train_shipped.sh digits_ct    # consistency training on digits, no teacher
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
@@ -168,6 +171,33 @@ PY
     rm -rf hwaksan/weights/shapes_t2i_64_ip_adapter
     cp -r runs/shipped_ip_adapter/model hwaksan/weights/shapes_t2i_64_ip_adapter
     python benchmarks/ip_adapter.py --adapter hwaksan/weights/shapes_t2i_64_ip_adapter --n 63
+    exit 0
+    ;;
+  digits_cd|digits_ct)
+    # Consistency distillation from the shipped `digits` (teacher Heun steps on a 12-level
+    # Karras grid, target EMA 0.95, L2), or consistency training from the digits alone (no
+    # teacher: fresh weights, pseudo-Huber, lognormal levels, 11 -> 1281 levels curriculum).
+    if [ "$name" = digits_cd ]; then
+      hwaksan distill consistency --teacher digits --steps "${STEPS:-1000}" --batch-size 32 \
+        --num-levels 12 --lr 1e-4 --out runs/digits_cd ${RESUME:+--resume}
+    else
+      hwaksan distill consistency-training --teacher digits --steps "${STEPS:-450}" \
+        --batch-size 32 --lr 1e-3 --warmup 50 --out runs/digits_ct ${RESUME:+--resume}
+    fi
+    python -c "import torch, hwaksan as hk; hk.load('runs/$name/model').save(
+        'hwaksan/weights/$name', dtype=torch.float16)"
+    python benchmarks/distillation_digits.py --n 500 --pd digits_pd1 --pd digits_pd
+    exit 0
+    ;;
+  digits_pd)
+    # Progressive distillation of the shipped `digits`: DDIM-16 -> 8 -> 4 -> 2 -> 1, 200 steps a
+    # halving at batch 32 (lr 1e-4 decayed to 0 in each); ships the 4-step and 1-step students.
+    hwaksan distill progressive --teacher digits --teacher-steps 16 --final-steps 1 \
+      --steps "${STEPS:-200}" --batch-size 32 --lr 1e-4 --out runs/digits_pd ${RESUME:+--resume}
+    python -c "import torch, hwaksan as hk
+hk.load('runs/digits_pd/steps_0004/model').save('hwaksan/weights/digits_pd', dtype=torch.float16)
+hk.load('runs/digits_pd/steps_0001/model').save('hwaksan/weights/digits_pd1', dtype=torch.float16)"
+    python benchmarks/distillation_digits.py --n 500 --pd digits_pd1 --pd digits_pd
     exit 0
     ;;
   *) echo "unknown model $name" >&2; exit 2 ;;

@@ -23,7 +23,8 @@ from hwaksan.cli.options import (
 
 # a subcommand -> the arguments it needs besides the fuzzed option
 ARGUMENTS = {"sample": ["shapes"], "nll": ["shapes"], "eval": ["somewhere"],
-             "generate": ["a red circle"], "export-diffusers": ["shapes", "out"]}  # fmt: skip
+             "generate": ["a red circle"], "export-diffusers": ["shapes", "out"],
+             "distill": ["consistency"]}  # fmt: skip
 # (argv, a fragment the one error line must hold): the probe's cases, by name
 ISSUE_CASES = [
     (["train", "--lr", "-1"], "--lr"),
@@ -139,6 +140,7 @@ def tripwire(monkeypatch):
         "hwaksan.diffusion.likelihood.nll_bits_per_dim", "hwaksan.interop.export._write_whole",
         "hwaksan.serve.launch",
         "hwaksan.runs.controlnet.run_controlnet",
+        "hwaksan.runs.distill.run_distill",
     ]:  # fmt: skip
         monkeypatch.setattr(target, started)
     monkeypatch.setenv("HWAKSAN_FUSED_KERNELS", "0")

@@ -247,4 +247,4 @@ def test_register_sampler_refuses_a_clash_and_a_bad_spec():
         hk.sampling.register_sampler(
             hk.sampling.SamplerSpec("x", ddim.fn, "vp", ddim.table, options=("s_churn",))
         )
-    assert hk.sampling.sampler_names() == tuple(SAMPLERS)
+    assert hk.sampling.sampler_names() == (*SAMPLERS, "consistency")

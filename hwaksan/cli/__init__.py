@@ -25,6 +25,7 @@ _COMMANDS: list[tuple[str, str]] = [
     ("hwaksan.cli.train_autoencoder", "train-autoencoder"),
     ("hwaksan.cli.train_controlnet", "train-controlnet"),
     ("hwaksan.cli.train_ip_adapter", "train-ip-adapter"),
+    ("hwaksan.cli.distill", "distill"),
 ]
 
 

@@ -17,7 +17,7 @@ DIFFUSION_MODELS = [name for name in SHIPPED if "classifier" not in name]
 @click.command("sample", epilog="Shipped models: " + ", ".join(DIFFUSION_MODELS) + ".")
 @click.argument("model")
 @click.option("--sampler", type=click.Choice(sampler_names()), default=None,
-              help="default: the model's own (ddim for every shipped model)")  # fmt: skip
+              help="default: the model's own (its folder says which)")  # fmt: skip
 @click.option("--steps", type=PositiveInt(10_000), default=None,
               help="sampling steps (default: the model's own)")  # fmt: skip
 @click.option("-n", "n", type=PositiveInt(MAX_IMAGES), default=64, show_default=True,

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from hwaksan.sampling import timesteps as ts
+from hwaksan.sampling.consistency import consistency_table, sample_consistency
 from hwaksan.sampling.ddim import sample_ddim
 from hwaksan.sampling.ddpm import sample_ddpm
 from hwaksan.sampling.dpm_solver import sample_dpmpp_2m
@@ -42,6 +43,9 @@ class SamplerSpec:
     karras: bool = False  # whether `table` honours use_karras_sigmas
     # Spacings where diffusers scales x_T by sigma_max, not sqrt(1 + sigma_max^2) (Euler/Heun).
     sigma_max_spacings: tuple[str, ...] = ()
+    # "diffusion": solves any denoiser's reverse process; "consistency": needs a consistency
+    # model's x0 (prediction_type "sample", Song et al. 2023)
+    family: str = "diffusion"
 
 
 _REGISTRY: dict[str, SamplerSpec] = {}
@@ -82,3 +86,7 @@ register_sampler(SamplerSpec("euler", sample_euler, "sigma", ts.euler_sigmas, ka
                              sigma_max_spacings=_EULER_QUIRK))  # fmt: skip
 register_sampler(SamplerSpec("heun", sample_heun, "sigma", ts.euler_sigmas, karras=True,
                              sigma_max_spacings=_EULER_QUIRK))  # fmt: skip
+# Consistency models start from sigma_max * z as Song et al. 2023 (and diffusers) do.
+register_sampler(SamplerSpec("consistency", sample_consistency, "sigma", consistency_table,
+                             options=("generator",), family="consistency",
+                             sigma_max_spacings=ts.TIMESTEP_SPACINGS))  # fmt: skip

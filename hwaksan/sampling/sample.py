@@ -16,8 +16,11 @@ from hwaksan.sampling.hooks import Callback
 from hwaksan.sampling.progress import show_progress
 from hwaksan.sampling.registry import SamplerSpec, sampler_names, sampler_spec
 
-# The built-in samplers' names, for older callers; `registry.sampler_names()` is the live list.
-SAMPLERS: tuple[str, ...] = sampler_names()
+# The built-in diffusion samplers' names, for older callers; `registry.sampler_names()` is the
+# live list (with the consistency models' sampler).
+SAMPLERS: tuple[str, ...] = tuple(
+    s for s in sampler_names() if sampler_spec(s).family == "diffusion"
+)
 
 
 def check_sample_args(
@@ -38,6 +41,11 @@ def check_sample_args(
     ts.check_steps(steps, spacing, schedule.num_train_timesteps)
     check_prediction_type(prediction_type)
     check_variance_type(variance_type)
+    if spec.family == "consistency" and prediction_type != "sample":
+        raise ValueError(
+            f"sampler {sampler!r} needs a consistency model (prediction_type 'sample'), "
+            f"not a {prediction_type} one"
+        )
     if use_karras_sigmas and not spec.karras:
         karras = _one_of([s for s in sampler_names() if sampler_spec(s).karras])
         raise ValueError(f"use_karras_sigmas needs {karras}, not {sampler!r}")

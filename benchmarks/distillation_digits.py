@@ -1,0 +1,177 @@
+"""Few-step digits: progressive distillation, consistency distillation and consistency training
+beside the teacher (`digits`) with DDIM and DPM-Solver++ at 1, 2, 4 and 8 steps and DDIM-50.
+
+Each row: `--n` images (labels 0, 1, 2, ... in turn, seed 0, no guidance), scored as
+benchmarks/guidance_sweep.py scores them: Frechet distance on the shipped digits feature net
+against all 1,797 real digits, class accuracy read by the shipped digit classifier, within-class
+diversity (mean pairwise feature distance inside a class). "FD / teacher-50" and "diversity /
+teacher-50" compare with the teacher's DDIM-50 row of the same run; the issue's targets sit
+beside them. A progressive student is made for one step count: each `--pd` folder is scored at
+its own. Writes results/distillation_digits.{md,json} and docs/distillation_fd_vs_nfe.png.
+
+    python benchmarks/distillation_digits.py [--n 1000] [--cd digits_cd] [--ct digits_ct] \
+        [--pd digits_pd --pd digits_pd1 ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+from guidance_sweep import real_reference, within_class_diversity
+from report import write_report
+
+import hwaksan as hk
+from hwaksan.eval.digits_score import digits_accuracy
+from hwaksan.eval.feature_extractors import extract_features
+from hwaksan.eval.frechet import frechet_distance_from_features
+
+STEPS = (1, 2, 4, 8)
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+# method -> (steps, FD at most this many times the teacher's DDIM-50) from issue 16
+TARGETS = {"progressive": (4, 1.10), "consistency": (1, 1.50), "consistency-2": (2, 1.25),
+           "consistency-training": (2, 1.50)}  # fmt: skip
+
+
+def score(pipe, method: str, sampler: str, steps: int, n: int, real_features) -> dict:
+    """One row: n images of `pipe` with `sampler` in `steps` steps, scored."""
+    labels = torch.arange(n) % 10
+    start = time.perf_counter()
+    images = pipe.generate(n, sampler=sampler, steps=steps, seed=0, class_labels=labels,
+                           output_type="pt", progress=False)  # fmt: skip
+    seconds = time.perf_counter() - start
+    features = extract_features(images, "digits")
+    row = dict(method=method, sampler=sampler, steps=steps, nfe=steps * (2 if sampler == "heun"
+               else 1), n=n, frechet=frechet_distance_from_features(features, real_features),
+               accuracy=digits_accuracy(images, labels),
+               diversity=within_class_diversity(features, labels),
+               images_per_s=n / seconds)  # fmt: skip
+    print({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}, flush=True)
+    return row
+
+
+def rows_for(args, real_features) -> list[dict]:
+    teacher = hk.load(args.teacher)
+    rows = [score(teacher, "teacher", "ddim", 50, args.n, real_features)]
+    for steps in STEPS if args.teacher_rows == "all" else ():
+        rows.append(score(teacher, "teacher", "ddim", steps, args.n, real_features))
+        rows.append(score(teacher, "teacher", "dpmpp_2m", steps, args.n, real_features))
+    for method, name in (("consistency", args.cd), ("consistency-training", args.ct)):
+        if name:
+            pipe = hk.load(name)
+            rows += [score(pipe, method, pipe.sampler, s, args.n, real_features) for s in STEPS]
+    for name in args.pd:
+        pipe = hk.load(name)
+        rows.append(score(pipe, "progressive", pipe.sampler, pipe.steps, args.n, real_features))
+    return rows
+
+
+def verdicts(rows: list[dict]) -> list[str]:
+    """Each target of the issue against the teacher's DDIM-50 FD of this run: met or by how much
+    missed."""
+    base = next(r for r in rows if r["method"] == "teacher" and r["steps"] == 50)
+    lines = []
+    for key, (steps, limit) in TARGETS.items():
+        method = key.removesuffix("-2")
+        found = [r for r in rows if r["method"] == method and r["steps"] == steps]
+        if not found:
+            lines.append(f"- {method} at {steps} step(s): not measured in this run")
+            continue
+        ratio = found[0]["frechet"] / base["frechet"]
+        verdict = "met" if ratio <= limit else f"missed ({ratio / limit:.2f}x the target's ratio)"
+        lines.append(f"- {method} at {steps} step(s): FD {ratio:.2f}x the teacher's DDIM-50 "
+                     f"(target <= {limit:.2f}x): {verdict}")  # fmt: skip
+    for r in rows:
+        if r["method"] != "teacher" and r["steps"] == 1:
+            lines.append(f"- {r['method']} at 1 step: class accuracy {100 * r['accuracy']:.1f}% "
+                         f"(target >= 98%), diversity {r['diversity'] / base['diversity']:.2f}x "
+                         "the teacher's (target >= 0.90x)")  # fmt: skip
+    return lines
+
+
+def curriculum_lines(log_csv: str) -> list[str]:
+    """Consistency training's loss in each stage of its curriculum (from the run's log.csv): the
+    mean over the stage's first and last quarter of logged steps. Stages are not comparable with
+    each other (the weight 1 / (sigma_{n+1} - sigma_n) grows with N); within one, the loss should
+    fall or hold, never run away."""
+    import csv
+
+    rows = list(csv.DictReader(open(log_csv)))
+    lines = ["| levels N | steps | loss, first quarter | loss, last quarter |", "|---|---|---|---|"]
+    for n in dict.fromkeys(r["num_levels"] for r in rows):
+        losses = [float(r["loss"]) for r in rows if r["num_levels"] == n]
+        steps = [int(r["step"]) for r in rows if r["num_levels"] == n]
+        q = max(1, len(losses) // 4)
+        lines.append(f"| {float(n):.0f} | {steps[0]}-{steps[-1]} | {sum(losses[:q]) / q:.3g} | "
+                     f"{sum(losses[-q:]) / q:.3g} |")  # fmt: skip
+    return lines
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for method, sampler in dict.fromkeys((r["method"], r["sampler"]) for r in rows):
+        mine = sorted((r for r in rows if (r["method"], r["sampler"]) == (method, sampler)
+                       and r["steps"] <= 8), key=lambda r: r["nfe"])  # fmt: skip
+        ax.plot([r["nfe"] for r in mine], [r["frechet"] for r in mine], "-o",
+                label=f"{method} ({sampler})")  # fmt: skip
+    base = next(r for r in rows if r["method"] == "teacher" and r["steps"] == 50)
+    ax.axhline(base["frechet"], color="gray", linestyle=":", label="teacher DDIM-50")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("network evaluations (NFE)")
+    ax.set_ylabel("Frechet distance (digits features)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(exist_ok=True)
+    fig.savefig(path, dpi=120)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--n", type=int, default=1000, help="images per row")
+    p.add_argument("--teacher", default="digits")
+    p.add_argument("--cd", default="digits_cd", help="consistency-distilled model ('' = none)")
+    p.add_argument("--ct", default="digits_ct", help="consistency-trained model ('' = none)")
+    p.add_argument("--pd", action="append", default=None, help="progressive students")
+    p.add_argument("--teacher-rows", choices=["all", "50"], default="all",
+                   help="50: only the teacher's DDIM-50 baseline")  # fmt: skip
+    p.add_argument("--ct-log", default=None, help="the consistency-training run's log.csv")
+    p.add_argument("--name", default="distillation_digits")
+    args = p.parse_args()
+    args.pd = ["digits_pd"] if args.pd is None else [m for m in args.pd if m]
+    real, _ = real_reference("digits", 16)
+    rows = rows_for(args, extract_features(real, "digits"))
+    base = next(r for r in rows if r["method"] == "teacher" and r["steps"] == 50)
+    lines = [
+        f"# Few-step digits (n = {args.n} a row, seed 0, no guidance)", "",
+        f"Measured {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC on {platform.machine()}, "
+        f"torch {torch.__version__}, {torch.get_num_threads()} thread(s): "
+        f"`python benchmarks/distillation_digits.py {' '.join(sys.argv[1:])}`", "",
+        "| method | sampler | steps | Frechet distance | FD / teacher-50 | class accuracy | "
+        "diversity | diversity / teacher-50 | images/s |", "|---|---|---|---|---|---|---|---|---|",
+    ]  # fmt: skip
+    lines += [f"| {r['method']} | {r['sampler']} | {r['steps']} | {r['frechet']:.3f} | "
+              f"{r['frechet'] / base['frechet']:.2f} | {100 * r['accuracy']:.1f}% | "
+              f"{r['diversity']:.3f} | {r['diversity'] / base['diversity']:.2f} | "
+              f"{r['images_per_s']:.0f} |" for r in rows]  # fmt: skip
+    lines += ["", "Targets (issue 16):", *verdicts(rows)]
+    if args.ct_log:
+        lines += ["", "Consistency training's loss through its curriculum (`log.csv`):", "",
+                  *curriculum_lines(args.ct_log)]  # fmt: skip
+    write_report(args.name, lines, {"rows": rows, "settings": vars(args)})
+    plot(rows, DOCS / f"{args.name}_fd_vs_nfe.png")
+
+
+if __name__ == "__main__":
+    main()
