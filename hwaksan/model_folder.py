@@ -50,6 +50,7 @@ FIELDS: dict[str, object] = {
     "timestep_spacing": "leading",
     "class_names": None,
     "layout_scale": LAYOUT_SCALE,
+    "condition": None,  # an image read by concatenation (`nets.conditions`); None: none
     "data": {},
 }
 

@@ -20,16 +20,22 @@ from hwaksan.errors import HwaksanError
 from hwaksan.guidance.layout import LAYOUT_SCALE
 from hwaksan.images import to_pil
 from hwaksan.pipeline.adapters import AdapterLoaders
+from hwaksan.pipeline.concat import ConcatCondition
 from hwaksan.pipeline.conditioners import ClassLabels, Prompts
 from hwaksan.pipeline.guides import ClassifierFreeGuidance, ClassifierGuidance, LayoutGuidance
 from hwaksan.pipeline.hooks import StepCallback
+from hwaksan.pipeline.img2img import ImageToImage
+from hwaksan.pipeline.inpaint import Inpainting
 from hwaksan.pipeline.parts import Part, Plan, check_inputs
 
 
 def default_parts() -> list[Part]:
-    """What every pipeline runs: conditioners first, then guides in the order they wrap."""
+    """What every pipeline runs: conditioners first, then guides in the order they wrap, then
+    the image inputs (img2img's start; inpainting, whose RePaint needs the guided model; what a
+    concat-conditioned model reads, after inpainting has read the mask)."""
     return [ClassLabels(), Prompts(), ClassifierFreeGuidance(), ClassifierGuidance(),
-            LayoutGuidance(), StepCallback()]  # fmt: skip
+            LayoutGuidance(), StepCallback(), ImageToImage(), Inpainting(),
+            ConcatCondition()]  # fmt: skip
 
 
 @dataclass
@@ -61,6 +67,7 @@ class Pipeline(AdapterLoaders):
     sample_shape: tuple[int, int, int] | None = None  # what the sampler makes; None: image_shape
     layout_scale: float = LAYOUT_SCALE  # layout guidance when `relations` come without a scale;
     # a model where it was measured to hurt stores 0 (shapes_t2i)
+    condition: dict | None = None  # an image the model reads by concatenation (`pipeline.concat`)
     parts: list[Part] = field(default_factory=default_parts)
 
     def __post_init__(self):
@@ -100,14 +107,20 @@ class Pipeline(AdapterLoaders):
             model = mean_prediction(self.unet, self.sample_shape[0])
             for wrap in wrappers:
                 model = wrap(model, part)
-            x = plan.x_T[part].to(self.device)  # (b, *sample_shape)
-            latents = sample(
-                model, tuple(x.shape), schedule=self.schedule, sampler=plan.sampler,
-                steps=plan.steps, eta=eta, prediction_type=self.prediction_type,
-                timestep_spacing=self.timestep_spacing, generator=plan.generator, x_T=x,
-                cond=plan.batch(plan.cond, part) or None, progress=progress, **plan.sample_args,
-            )  # fmt: skip
-            chunks.append(self.decode(latents).clamp(-1, 1).cpu())
+            x = plan.start(model, part) if plan.start else plan.x_T[part]
+            x = x.to(self.device)  # (b, *sample_shape)
+            if plan.start_step < plan.steps:  # (img2img at strength 0 runs no step)
+                x = sample(
+                    model, tuple(x.shape), schedule=self.schedule, sampler=plan.sampler,
+                    steps=plan.steps, eta=eta, prediction_type=self.prediction_type,
+                    timestep_spacing=self.timestep_spacing, generator=plan.generator, x_T=x,
+                    cond=plan.batch(plan.cond, part) or None, progress=progress,
+                    start_step=plan.start_step, **plan.sample_args,
+                )  # fmt: skip
+            images = self.decode(x).clamp(-1, 1).cpu()  # (b, C, H, W)
+            for finish in plan.finish:
+                images = finish(images, part)
+            chunks.append(images)
         images = torch.cat(chunks)  # (n, C, H, W)
         return images if output_type == "pt" else to_pil(images)
 
@@ -123,9 +136,16 @@ class Pipeline(AdapterLoaders):
         check_inputs(self.parts, inputs)
         generator = torch.Generator().manual_seed(seed)
         x_T = torch.randn((n, *self.sample_shape), generator=generator)  # (n, *sample_shape)
-        plan = Plan(n, sampler, steps, x_T, generator)
+        plan = Plan(n, sampler, steps, x_T, generator, eta)
         wrappers = [part.prepare(self, plan, inputs) for part in self.parts]
         return plan, [wrap for wrap in wrappers if wrap is not None]
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """What the sampler makes, from images [B, C, H, W] in [-1, 1]: the images themselves, or
+        their scaled latents `encode_latents(x) * latent_scale` (the inverse of `decode`)."""
+        if self.autoencoder is None:
+            return images.to(self.device)
+        return self.autoencoder.encode_latents(images.to(self.device)) * self.latent_scale
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """Images from what the sampler made: the autoencoder's decoding for latent models."""
