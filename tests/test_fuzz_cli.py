@@ -7,16 +7,27 @@ are out of its range), plus the cases a first-run probe found (issue 15).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 import pytest
 from click.testing import CliRunner
 
 from hwaksan.cli import _COMMANDS, main
-from hwaksan.cli.options import BoundedInt, FiniteFloat, ImageFile, IntList, OutputFolder
+from hwaksan.cli.options import (
+    BoundedInt,
+    FiniteFloat,
+    ImageFile,
+    InputImage,
+    IntList,
+    OutputFolder,
+)
+
+A_PNG = str(Path(__file__).resolve().parent.parent / "docs" / "demo_samples_ddim_50.png")
 
 # a subcommand -> the arguments it needs besides the fuzzed option
 ARGUMENTS = {"sample": ["shapes"], "nll": ["shapes"], "eval": ["somewhere"],
-             "generate": ["a red circle"]}  # fmt: skip
+             "generate": ["a red circle"], "upscale": [A_PNG]}  # fmt: skip
 # (argv, a fragment the one error line must hold): the probe's cases, by name
 ISSUE_CASES = [
     (["train", "--lr", "-1"], "--lr"),
@@ -53,6 +64,11 @@ ISSUE_CASES = [
     (["train", "--minutes", "nan"], "--minutes"),
     (["train", "--max-minutes", "-1"], "--max-minutes"),
     (["nosuchcommand"], "No such command"),
+    (["generate", "a red circle", "--strength", "0.5"], "needs --image"),
+    (["generate", "a red circle", "--image", A_PNG, "--jump-length", "2"], "need --mask"),
+    (["generate", "a red circle", "--image", A_PNG, "--mask", A_PNG, "--invert"], "img2img"),
+    (["upscale", "/etc/passwd"], "not an image"),
+    (["upscale", A_PNG, "--model", "shapes"], "not a super-resolution model"),
 ]
 
 
@@ -70,6 +86,8 @@ def _bad_values(option: click.Option) -> list[str]:
         return ["0,0", "a,b", "", "-1", "99999", "32,,64", "1.5"]
     if isinstance(kind, ImageFile):
         return ["x", "/etc/passwd", "/etc", "grid.txt", "/etc/passwd/grid.png"]
+    if isinstance(kind, InputImage):
+        return ["/nonexistent/in.png", "/etc", "/etc/passwd"]
     if isinstance(kind, OutputFolder):
         return ["/etc/passwd", "/etc/passwd/run"]
     if isinstance(kind, click.Choice):

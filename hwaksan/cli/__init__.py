@@ -18,6 +18,7 @@ _COMMANDS: list[tuple[str, str]] = [
     ("hwaksan.cli.eval", "eval"),
     ("hwaksan.cli.nll", "nll"),
     ("hwaksan.cli.generate", "generate"),
+    ("hwaksan.cli.upscale", "upscale"),
     ("hwaksan.cli.train_clip", "train-clip"),
     ("hwaksan.cli.train_classifier", "train-classifier"),
     ("hwaksan.cli.train_autoencoder", "train-autoencoder"),

@@ -7,7 +7,7 @@ import warnings
 import click
 
 from hwaksan.cli.checks import CUT_WARNING, check_prompts, check_steps
-from hwaksan.cli.options import SEED, FiniteFloat, ImageFile, PositiveInt
+from hwaksan.cli.options import SEED, FiniteFloat, ImageFile, InputImage, PositiveInt
 from hwaksan.errors import HwaksanError
 from hwaksan.guidance.layout import LAYOUT_SCALE, RELATIONS
 from hwaksan.sampling.registry import sampler_names
@@ -41,17 +41,50 @@ MAX_IMAGES = 1024  # one grid
 @click.option("--layout-scale", type=FiniteFloat(0, 1000), default=None,
               help="strength of --relation's layout guidance; default: the model's own "
               f"({LAYOUT_SCALE:g} unless the model stores another, 0 for shapes_t2i)")  # fmt: skip
+@click.option("--image", type=InputImage(), default=None,
+              help="start from this image (img2img, SDEdit) or, with --mask, inpaint it; its "
+              "size must be the model's")  # fmt: skip
+@click.option(
+    "--mask",
+    type=InputImage("L"),
+    default=None,
+    help="inpaint where the mask is white, keep the rest of --image exactly",
+)
+@click.option("--strength", type=FiniteFloat(0, 1), default=None,
+              help="img2img: how much of the sampling runs (0 keeps --image, 1 ignores it; "
+              "default 0.8)")  # fmt: skip
+@click.option(
+    "--invert",
+    is_flag=True,
+    help="img2img from --image's DDIM inversion (strength 1 reconstructs it)",
+)
+@click.option(
+    "--jump-length",
+    type=PositiveInt(1000),
+    default=None,
+    help="inpainting by RePaint: re-run every this many steps (default 1)",
+)
+@click.option(
+    "--jump-n-sample",
+    type=PositiveInt(100),
+    default=None,
+    help="inpainting by RePaint: passes over each jump (default 1: no resampling)",
+)
 @click.option("--scale", type=PositiveInt(16), default=4, show_default=True,
               help="grid upscale factor")  # fmt: skip
 @click.option("--out", type=ImageFile(), default="grid.png", show_default=True,
               help="image grid to write (.png, .jpg, ...)")  # fmt: skip
 def command(
     prompts, model, n, negative_prompt, guidance_scale, sampler, steps, seed, relations,
-    layout_scale, scale, out,
+    layout_scale, image, mask, strength, invert, jump_length, jump_n_sample, scale, out,
 ):  # fmt: skip
     """Generate N images for each PROMPT (one grid row per prompt), e.g.
 
     hwaksan generate "a red circle to the left of a blue square" -n 8 --out grid.png
+
+    hwaksan generate "a blue square" --image in.png --strength 0.6 --out edit.png
+
+    hwaksan generate "a green triangle" --image in.png --mask mask.png --out inpainted.png
 
     --relation names two phrases of every PROMPT and how they sit; layout guidance then moves
     their cross-attention to match while the layout forms.
@@ -66,6 +99,7 @@ def command(
         raise HwaksanError(f"{model} is not a text-to-image model (it has no text encoder)")
     for note in _check(pipe, prompts, negative_prompt, relations, steps):
         click.echo(note, err=True)
+    images_in = _image_inputs(image, mask, strength, invert, jump_length, jump_n_sample)
     if relations and layout_scale is None and not pipe.layout_scale:
         click.echo(f"note: {model} runs without layout guidance by default (it was measured to "
                    "hurt this model); --layout-scale 1 turns it on")  # fmt: skip
@@ -75,7 +109,7 @@ def command(
             n * len(prompts), sampler=sampler, steps=steps, seed=seed,
             prompt=[p for p in prompts for _ in range(n)], negative_prompt=negative_prompt,
             guidance_scale=guidance_scale, progress=True, output_type="pt",
-            relations=list(relations) or None, layout_scale=layout_scale,
+            relations=list(relations) or None, layout_scale=layout_scale, **images_in,
         )  # fmt: skip
     save_grid(images, out, nrow=n, scale=scale)
     click.echo(f"wrote {len(images)} images ({len(prompts)} prompt(s) x {n}) to {out}")
@@ -91,3 +125,19 @@ def _check(pipe, prompts, negative_prompt, relations, steps) -> list[str]:
             raise HwaksanError(f"--relation {a!r} {rel!r} {b!r}: REL must be one of "
                                f"{', '.join(RELATIONS)}, with a phrase on each side")  # fmt: skip
     return notes
+
+
+def _image_inputs(image, mask, strength, invert, jump_length, jump_n_sample) -> dict:
+    """`generate`'s image inputs from the options, each only with what it needs."""
+    needs = {"--mask": mask, "--strength": strength, "--invert": invert or None}
+    given = [name for name, value in needs.items() if value is not None]
+    if image is None and given:
+        raise HwaksanError(f"{given[0]} needs --image")
+    jumps = {"--jump-length": jump_length, "--jump-n-sample": jump_n_sample}
+    if mask is None and any(v is not None for v in jumps.values()):
+        raise HwaksanError("--jump-length and --jump-n-sample need --mask (RePaint inpainting)")
+    if mask is not None and (strength is not None or invert):
+        raise HwaksanError("--strength and --invert are img2img's; inpainting (--mask) runs all")
+    inputs = dict(image=image, mask_image=mask, strength=strength, invert=invert or None,
+                  jump_length=jump_length, jump_n_sample=jump_n_sample)  # fmt: skip
+    return {k: v for k, v in inputs.items() if v is not None}

@@ -75,7 +75,7 @@ def _repaint(pipe, plan: Plan, images, mask, jumps: tuple[int, int]) -> Wrapper:
             lambda x, t: model(x, t, **cond), known[part].to(pipe.device),
             keep[part].to(pipe.device), pipe.schedule, pipe.prediction_type,
             jump_length=jumps[0], jump_n_sample=jumps[1], generator=plan.generator,
-            then=user_callback,
+            then=user_callback, steps=plan.steps,
         )  # fmt: skip
         return model
 

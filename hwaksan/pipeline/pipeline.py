@@ -93,36 +93,41 @@ class Pipeline(AdapterLoaders):
         Named `inputs` go to the parts that read them: `class_labels`, `prompt`, `negative_prompt`,
         `guidance_scale` (classifier-free, Ho & Salimans 2022), `classifier_scale` (Dhariwal &
         Nichol 2021), `relations` and `layout_scale` (`guidance.layout`), `callback` (each
-        sampler step, `pipeline.hooks`); see each part.
+        sampler step, `pipeline.hooks`), `image` with `strength` / `invert` (img2img,
+        `pipeline.img2img`) or `mask_image` (inpainting, `pipeline.inpaint`), `noise_level`
+        (super-resolution, `pipeline.concat`); see each part.
         `output_type` "pil" gives PIL images, "pt" a [n, C, H, W] tensor in [-1, 1]; `progress`
         None shows a bar when stderr is a terminal, False never.
         """
+        plan, wrappers = self._plan(n, sampler, steps, seed, eta, output_type, inputs)
+        chunks = [self._batch(plan, wrappers, slice(start, start + batch_size), progress)
+                  for start in range(0, n, batch_size)]  # fmt: skip
+        images = torch.cat(chunks)  # (n, C, H, W)
+        return images if output_type == "pt" else to_pil(images)
+
+    def _batch(self, plan: Plan, wrappers: list, part: slice, progress) -> torch.Tensor:
+        """The images [b, C, H, W] of one batch: its wrapped model, its start, the sampler from
+        the plan's start step, decoding, then the plan's finishing touches."""
         from hwaksan.sampling import sample
         from hwaksan.sampling.denoiser import mean_prediction
 
-        plan, wrappers = self._plan(n, sampler, steps, seed, eta, output_type, inputs)
-        chunks = []
-        for start in range(0, n, batch_size):
-            part = slice(start, start + batch_size)
-            model = mean_prediction(self.unet, self.sample_shape[0])
-            for wrap in wrappers:
-                model = wrap(model, part)
-            x = plan.start(model, part) if plan.start else plan.x_T[part]
-            x = x.to(self.device)  # (b, *sample_shape)
-            if plan.start_step < plan.steps:  # (img2img at strength 0 runs no step)
-                x = sample(
-                    model, tuple(x.shape), schedule=self.schedule, sampler=plan.sampler,
-                    steps=plan.steps, eta=eta, prediction_type=self.prediction_type,
-                    timestep_spacing=self.timestep_spacing, generator=plan.generator, x_T=x,
-                    cond=plan.batch(plan.cond, part) or None, progress=progress,
-                    start_step=plan.start_step, **plan.sample_args,
-                )  # fmt: skip
-            images = self.decode(x).clamp(-1, 1).cpu()  # (b, C, H, W)
-            for finish in plan.finish:
-                images = finish(images, part)
-            chunks.append(images)
-        images = torch.cat(chunks)  # (n, C, H, W)
-        return images if output_type == "pt" else to_pil(images)
+        model = mean_prediction(self.unet, self.sample_shape[0])
+        for wrap in wrappers:
+            model = wrap(model, part)
+        x = plan.start(model, part) if plan.start else plan.x_T[part]
+        x = x.to(self.device)  # (b, *sample_shape)
+        if plan.start_step < plan.steps:  # (img2img at strength 0 runs no step)
+            x = sample(
+                model, tuple(x.shape), schedule=self.schedule, sampler=plan.sampler,
+                steps=plan.steps, eta=plan.eta, prediction_type=self.prediction_type,
+                timestep_spacing=self.timestep_spacing, generator=plan.generator, x_T=x,
+                cond=plan.batch(plan.cond, part) or None, progress=progress,
+                start_step=plan.start_step, **plan.sample_args,
+            )  # fmt: skip
+        images = self.decode(x).clamp(-1, 1).cpu()  # (b, C, H, W)
+        for finish in plan.finish:
+            images = finish(images, part)
+        return images
 
     def _plan(self, n, sampler, steps, seed, eta, output_type, inputs) -> tuple[Plan, list]:
         """The checked call: sampler settings, starting noise, and each part's preparation."""

@@ -34,6 +34,7 @@ class RePaint:
     jump_n_sample: int = 1
     generator: torch.Generator | None = None
     then: Callback | None = None  # another callback (the user's), shown the repainted x
+    steps: int | None = None  # the sampler's steps: its last output is the clean sample
     _since_jump: list = field(default_factory=list)  # (timestep, alpha, sigma) since the last jump
 
     def __call__(self, step: SamplerStep) -> torch.Tensor:
@@ -43,10 +44,9 @@ class RePaint:
             for _ in range(self.jump_n_sample - 1):
                 x = self.resample(x)
             self._since_jump = []
-        if self.then is not None:
-            out = self.then(replace(step, x=x))
-            x = x if out is None else out
-        return x
+        if step.index == (self.steps or 0) - 1:  # the output (DDIM may end at t = 0, not clean)
+            x = torch.lerp(x, self.known, self.keep)
+        return x if self.then is None else _then(self.then, step, x)
 
     def replace_known(self, x: torch.Tensor, alpha, sigma) -> torch.Tensor:
         """x with its known region set to the known x0 noised to (alpha, sigma): eq. 8's
@@ -82,6 +82,12 @@ class RePaint:
         ratio = alpha / alpha_low
         std = (sigma**2 - ratio**2 * sigma_low**2).clamp(min=0).sqrt()
         return ratio.to(x.dtype) * x + std.to(x.dtype) * noise_like(x, self.generator)
+
+
+def _then(callback: Callback, step: SamplerStep, x: torch.Tensor) -> torch.Tensor:
+    """x as the next callback leaves it (it sees the step with x repainted)."""
+    out = callback(replace(step, x=x))
+    return x if out is None else out
 
 
 def _ddpm_like_step(x0, eps, alpha, sigma, alpha_next, sigma_next, generator) -> torch.Tensor:
