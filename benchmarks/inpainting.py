@@ -5,7 +5,8 @@ clear of the object, the prompt the two-object caption the model learned ("a blu
 right of a red circle"): a hit when the detector reads the new shape and color with its centroid
 inside the mask, and the old object is still read.
 Removal: a two-object scene, the mask the second object's box grown by 3 px, the empty prompt: a
-hit when the detector reads only the first object (background where the second was). Outside
+hit when the detector reads only the first object (background where the second was); again with
+the prompt describing what should remain, the first object's caption ("remove: caption"). Outside
 the mask the pixels are the input's exactly (checked on every image).
 
     python benchmarks/inpainting.py --model shapes_t2i_64 --n 50
@@ -61,6 +62,7 @@ def insertion_tasks(n: int, resolution: int):
     masks, prompts, wants = torch.zeros(n, 1, resolution, resolution), [], []
     for i, scene in enumerate(scenes):
         free = [c for c in CELLS if _clear(c, scene.objects[0].box, resolution)]
+        free = free or [c for c in CELLS if c != scene.objects[0].position]
         cell = free[int(torch.randint(len(free), (1,), generator=g))]
         cy, cx = _center(cell, resolution)
         masks[i, :, max(cy - HALF, 0) : cy + HALF, max(cx - HALF, 0) : cx + HALF] = 1
@@ -71,7 +73,7 @@ def insertion_tasks(n: int, resolution: int):
         prompts.append(f"a {color} {SHAPE_WORDS[shape][0]} {relation} "
                        f"a {old.color} {SHAPE_WORDS[old.shape][0]}")  # fmt: skip
         wants.append((shape, color, old))
-    return images, masks, prompts, wants
+    return images, masks, prompts, wants, None
 
 
 def removal_tasks(n: int, resolution: int):
@@ -81,7 +83,10 @@ def removal_tasks(n: int, resolution: int):
     for i, scene in enumerate(scenes):
         x0, y0, x1, y1 = scene.objects[1].box
         masks[i, :, max(int(y0) - 3, 0) : int(y1) + 4, max(int(x0) - 3, 0) : int(x1) + 4] = 1
-    return images, masks, [""] * n, [s.objects[0] for s in scenes]
+    from hwaksan.data.shapes.captions import SHAPE_WORDS
+
+    remain = [f"a {s.objects[0].color} {SHAPE_WORDS[s.objects[0].shape][0]}" for s in scenes]
+    return images, masks, [""] * n, [s.objects[0] for s in scenes], remain
 
 
 def _inside(d, mask) -> bool:
@@ -131,11 +136,13 @@ def main() -> None:
             methods.append((f"{name} + RePaint, jump 5 x 2", pipe,
                             dict(jump_length=5, jump_n_sample=2)))  # fmt: skip
     res = methods[0][1].image_shape[-1]
-    tasks = {"insert": insertion_tasks(a.n, res), "remove": removal_tasks(a.n, res)}
+    removal = removal_tasks(a.n, res)
+    tasks = {"insert": insertion_tasks(a.n, res), "remove": (*removal[:4], None),
+             "remove: caption": (*removal[:2], removal[4], removal[3], None)}  # fmt: skip
     rows = []
     for name, pipe, extra in methods:
         row, start = {"method": name}, time.perf_counter()
-        for task, (images, masks, prompts, wants) in tasks.items():
+        for task, (images, masks, prompts, wants, _) in tasks.items():
             out = pipe.generate(a.n, prompt=prompts, image=images, mask_image=masks,
                                 steps=a.steps, guidance_scale=a.guidance_scale,
                                 output_type="pt", **extra)  # fmt: skip
@@ -145,18 +152,21 @@ def main() -> None:
                 from hwaksan.images import save_grid
 
                 slug = name.split(" ")[0] + ("_jumps" if extra else "")
-                save_grid(torch.cat([images[:8], out[:8]]), f"{a.grids}/{task}_{slug}.png", 8, 2)
+                path = f"{a.grids}/{task.replace(': ', '_')}_{slug}.png"
+                save_grid(torch.cat([images[:8], out[:8]]), path, 8, 2)
             rate = insertion_rate if task == "insert" else removal_rate
             row[task] = rate(out, masks, wants) if task == "insert" else rate(out, wants)
-        row["seconds_per_image"] = (time.perf_counter() - start) / (2 * a.n)
+        row["seconds_per_image"] = (time.perf_counter() - start) / (len(tasks) * a.n)
         rows.append(row)
         print(row, flush=True)
     table = [f"# Inpainting ({a.n} scenes per task, DDIM-{a.steps}, guidance "
              f"{a.guidance_scale:g}; pixels outside the mask equal the input's in every image)",
              "", "| method | prompted object inside the mask | object removed (empty prompt) "
-             "| s / image |", "|---|---|---|---|"]  # fmt: skip
+             "| removed (prompt: what remains) | s / image |",
+             "|---|---|---|---|---|"]  # fmt: skip
     table += [f"| {r['method']} | {r['insert']:.0%} | {r['remove']:.0%} | "
-              f"{r['seconds_per_image']:.2f} |" for r in rows]  # fmt: skip
+              f"{r['remove: caption']:.0%} | {r['seconds_per_image']:.2f} |"
+              for r in rows]  # fmt: skip
     write_report("inpainting", table, rows)
 
 
