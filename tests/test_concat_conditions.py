@@ -158,3 +158,39 @@ def test_a_super_resolution_folder_saves_and_loads(tmp_path):
 def test_bad_super_resolution_inputs_are_one_line_errors(inputs, match):
     with pytest.raises(HwaksanError, match=match):
         _sr_pipe().generate(1, **inputs)
+
+
+def test_init_from_widens_the_input_so_the_inpainting_model_starts_as_the_source(tmp_path):
+    """The extra (mask, masked sample) input channels start at zero weight: whatever they hold,
+    the grown U-Net predicts what the source did."""
+    from hwaksan.runs.diffusion import init_from
+
+    source = Pipeline(unet=_unet(0), schedule=hk.NoiseSchedule.cosine(100),
+                      prediction_type="v_prediction", image_shape=(3, 8, 8))  # fmt: skip
+    source.save(tmp_path / "src")
+    grown = _unet(4)
+    init_from(grown, str(tmp_path / "src"))
+    x, t, concat = torch.randn(2, 3, 8, 8), torch.tensor([10, 80]), torch.randn(2, 4, 8, 8)
+    with torch.no_grad():
+        assert torch.allclose(grown(x, t, concat=concat), source.unet(x, t), atol=1e-6)
+
+
+def test_an_inpainting_run_trains_and_its_folder_inpaints(tmp_path):
+    from hwaksan.runs.diffusion import DiffusionRun, run_diffusion
+    from hwaksan.train.data import TensorItems, TrainingData
+    from hwaksan.train.loop import TrainConfig
+
+    images = torch.rand(16, 3, 8, 8) * 2 - 1
+    data = TrainingData(TensorItems(images, torch.zeros(16, dtype=torch.long)), 3, 8)
+    config = TrainConfig(out_dir=str(tmp_path / "run"), steps=2, batch_size=4, progress=False)
+    run = DiffusionRun(preset="tiny", num_train_timesteps=100, sample_steps=2, num_samples=2,
+                       inpainting=True, train=config,
+                       unet_overrides=dict(channels=(8, 16), norm_groups=4,
+                                           attention_resolutions=()))  # fmt: skip
+    run_diffusion(run, data)
+    pipe = hk.load(tmp_path / "run" / "model", device="cpu")
+    assert pipe.condition == conditions.inpainting() and pipe.unet.config.concat_channels == 4
+    mask = torch.zeros(1, 1, 8, 8)
+    mask[..., 2:6, 2:6] = 1
+    out = pipe.generate(1, image=images[:1], mask_image=mask, steps=2, output_type="pt")
+    assert torch.equal(out[(mask == 0).expand_as(out)], images[:1][(mask == 0).expand_as(out)])

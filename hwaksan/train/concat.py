@@ -94,10 +94,11 @@ class RandomMasks(Conditioner):
         return {**self.inner.cond(batch, device), "concat": batch["concat"].to(device)}
 
     def sample_inputs(self, model: nn.Module, n: int, device) -> tuple[nn.Module, dict | None]:
-        model, cond = self.inner.sample_inputs(model, n, device)
-        zeros = torch.zeros(n, *self.sample_shape, device=device)
-        keep = torch.zeros(n, 1, *self.sample_shape[1:], device=device)  # all repainted
-        return model, {**(cond or {}), "concat": conditions.inpainting_concat(zeros, keep)}
+        """The inner conditioner's grid with everything repainted (plain generation)."""
+        zeros = torch.zeros(1, *self.sample_shape, device=device)
+        keep = torch.zeros(1, 1, *self.sample_shape[1:], device=device)
+        return self.inner.sample_inputs(_Concat(model, conditions.inpainting_concat(zeros, keep)),
+                                        n, device)  # fmt: skip
 
     def check(self, model: nn.Module) -> None:
         self.inner.check(model)
@@ -105,6 +106,17 @@ class RandomMasks(Conditioner):
 
     def describe(self) -> dict:
         return {**self.inner.describe(), "condition": conditions.inpainting()}
+
+
+class _Concat(nn.Module):
+    """The network with one `concat` input [1, c, h, w] bound for every row of every call."""
+
+    def __init__(self, model: nn.Module, concat: torch.Tensor) -> None:
+        super().__init__()
+        self.model, self.concat = model, concat
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, **cond) -> torch.Tensor:
+        return self.model(x, t, concat=self.concat.expand(x.shape[0], -1, -1, -1), **cond)
 
 
 def random_box_masks(n: int, side: int, full_prob: float, device=None) -> torch.Tensor:
