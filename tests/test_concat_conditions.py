@@ -92,8 +92,10 @@ def test_training_feeds_the_augmented_low_res_to_the_network():
     loss.backward()
     grad = unet.conv_in.weight.grad[:, 3:]  # (C0, concat_channels, 3, 3)
     assert grad.abs().sum() > 0
-    dropped = conditioner.drop(batch)
-    assert set(dropped["noise_level"].tolist()) == set(range(5))
+    big = {"image": torch.zeros(4000, 3, 8, 8), "low_res": torch.zeros(4000, 3, 4, 4)}
+    levels = conditioner.drop(big)["noise_level"]
+    assert set(levels.tolist()) == set(range(5))
+    assert 0.45 < (levels == 0).float().mean() < 0.55  # clean_prob 0.5: sampling's level 0
     with pytest.raises(HwaksanError, match="concat_channels=3"):
         DiffusionRecipe(_unet(0, 5), hk.NoiseSchedule.cosine(100), (3, 8, 8),
                         conditioner=conditioner)  # fmt: skip

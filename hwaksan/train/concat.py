@@ -35,19 +35,23 @@ def _check_concat(model: nn.Module, want: int) -> None:
 
 class SuperResolution(Conditioner):
     """model(x_t, t, concat=low-res input, class_labels=noise level): each example's low-res
-    image (batch["low_res"]) noised at a level drawn uniformly from the condition's levels."""
+    image (batch["low_res"]) clean (level 0, what sampling uses by default) with probability
+    `clean_prob`, else noised at a level drawn uniformly from the others."""
 
     kind = "super_resolution"
 
-    def __init__(self, condition: dict, sample_side: int, channels: int, preview: torch.Tensor):
-        self.condition, self.sample_side = condition, sample_side
+    def __init__(self, condition: dict, sample_side: int, channels: int, preview: torch.Tensor,
+                 clean_prob: float = 0.5):  # fmt: skip
+        self.condition, self.sample_side, self.clean_prob = condition, sample_side, clean_prob
         self.num_classes = condition["noise_levels"]  # the U-Net's class embedding: the level
         self.concat_channels = conditions.concat_channels(condition, channels, (0, sample_side))
         self.preview = preview  # [n, C, r, r] low-res images the progress grids upscale
 
     def drop(self, batch: dict) -> dict:
         low = batch["low_res"].to(batch["image"].device)  # (B, C, r, r)
-        level = torch.randint(0, self.condition["noise_levels"], (low.shape[0],), device=low.device)
+        b, levels = low.shape[0], self.condition["noise_levels"]
+        level = torch.randint(1, max(levels, 2), (b,), device=low.device) % levels
+        level = torch.where(torch.rand(b, device=low.device) < self.clean_prob, 0, level)
         noisy = conditions.augment_low_res(low, level, self.condition, torch.randn_like(low))
         concat = conditions.low_res_concat(noisy, self.sample_side)
         return {**batch, "concat": concat, "noise_level": level}
@@ -69,7 +73,7 @@ class SuperResolution(Conditioner):
         _check_concat(model, self.concat_channels)
 
     def describe(self) -> dict:
-        return {"condition": self.condition}
+        return {"condition": self.condition, "clean_prob": self.clean_prob}
 
 
 class RandomMasks(Conditioner):
