@@ -144,8 +144,8 @@ PY
   shapes_sr)
     # Super-resolution 32 -> 64 px in autoencoder_kl's latents (4x16x16), the low-res image
     # folded onto the latent grid (space-to-depth, 12 channels) with conditioning augmentation
-    # (10 levels up to sigma 0.5, level 0 for half the examples; the level a class label); U-Net (32, 64, 128) without
-    # attention; 1,200 steps on 10,000 scenes of 1-3 objects (19-minute cap, one thread).
+    # (10 levels up to sigma 0.5, level 0 for half the examples; the level a class label);
+    # U-Net (32, 64, 128) without attention; 1,200 steps on 10,000 scenes of 1-3 objects.
     python scripts/train_super_resolution.py --low-res 32 --scenes 10000 \
       --steps "${STEPS:-1200}" --minutes "${MINUTES:-19}" --lr 2e-3 --out runs/sr32
     python -c "import torch, hwaksan as hk; hk.load('runs/sr32/model').save(
