@@ -132,7 +132,7 @@ def main() -> None:
         if (pipe.condition or {}).get("kind") == "inpainting":
             methods.append((f"{name} (dedicated)", pipe, {}))
         else:
-            methods.append((f"{name} + RePaint, no resampling", pipe, {}))
+            methods.append((f"{name} + RePaint, no resampling", pipe, dict(jump_n_sample=1)))
             methods.append((f"{name} + RePaint, jump 5 x 2", pipe,
                             dict(jump_length=5, jump_n_sample=2)))  # fmt: skip
     res = methods[0][1].image_shape[-1]
@@ -151,7 +151,7 @@ def main() -> None:
             if a.grids:
                 from hwaksan.images import save_grid
 
-                slug = name.split(" ")[0] + ("_jumps" if extra else "")
+                slug = name.split(" ")[0] + ("_jumps" if extra.get("jump_length") else "")
                 path = f"{a.grids}/{task.replace(': ', '_')}_{slug}.png"
                 save_grid(torch.cat([images[:8], out[:8]]), path, 8, 2)
             rate = insertion_rate if task == "insert" else removal_rate

@@ -62,13 +62,13 @@ MAX_IMAGES = 1024  # one grid
     "--jump-length",
     type=PositiveInt(1000),
     default=None,
-    help="inpainting by RePaint: re-run every this many steps (default 1)",
+    help="inpainting by RePaint: go back and re-run every this many steps (default 5)",
 )
 @click.option(
     "--jump-n-sample",
     type=PositiveInt(100),
     default=None,
-    help="inpainting by RePaint: passes over each jump (default 1: no resampling)",
+    help="inpainting by RePaint: passes over each jump (default 2; 1: no resampling)",
 )
 @click.option("--scale", type=PositiveInt(16), default=4, show_default=True,
               help="grid upscale factor")  # fmt: skip

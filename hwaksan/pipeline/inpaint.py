@@ -14,7 +14,10 @@ from hwaksan.errors import HwaksanError
 from hwaksan.pipeline.image_input import downsample_mask, image_batch, mask_batch
 from hwaksan.pipeline.parts import Part, Plan, Wrapper
 
-JUMP_LENGTH, JUMP_N_SAMPLE = 1, 1  # RePaint off by default: one pass, no jumps
+# RePaint's resampling by default: every 5 steps, back up and run them again once more (at 25
+# DDIM steps on shapes_t2i_64 it put the prompted object in the mask in 92% of scenes, against
+# 52% without: benchmarks/results/inpainting.md); jump_n_sample=1 turns it off.
+JUMP_LENGTH, JUMP_N_SAMPLE = 5, 2
 
 
 class Inpainting(Part):
