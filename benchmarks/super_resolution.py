@@ -6,6 +6,10 @@ the upscaled image as in the original. The autoencoder's own round trip D(E(x)) 
 a latent model cannot beat it.
 
     python benchmarks/super_resolution.py --model runs/sr16/model --n 200
+    python benchmarks/super_resolution.py --model shapes_sr --cascade shapes_t2i
+
+With `--cascade`, a 32 px text-to-image model's images for single-object prompts are upscaled
+and both read by the detector: the prompt score before and after.
 """
 
 from __future__ import annotations
@@ -46,6 +50,8 @@ def main() -> None:
     p.add_argument("--noise-level", type=int, default=None)
     p.add_argument("--seed", type=int, default=123)  # training scenes use seed 0
     p.add_argument("--name", default="super_resolution")
+    p.add_argument("--cascade", default=None, help="a text-to-image model at the low resolution")
+    p.add_argument("--cascade-noise-level", type=int, default=0)
     a = p.parse_args()
     pipe = hk.load(a.model, device="cpu")
     r = pipe.condition["low_res"]
@@ -69,7 +75,36 @@ def main() -> None:
         value, agree = psnr(row["images"], high).mean().item(), agreement(row["images"], high)
         table.append(f"| {name} | {value:.2f} | {agree:.1%} |")
         out.append({"method": name, "psnr": value, "same_objects": agree})
-    write_report(a.name, table, {"model": a.model, "n": a.n, "rows": out})
+    cascade = _cascade(pipe, a) if a.cascade else None
+    if cascade:
+        table += [
+            "",
+            f"Cascade: {a.cascade} at {cascade['low_res']} px, then this model "
+            f"(noise level {cascade['noise_level']}): prompt score {cascade['low']:.0%} "
+            f"-> {cascade['high']:.0%} ({a.n} single-object prompts, guidance 4).",
+        ]
+    write_report(a.name, table, {"model": a.model, "n": a.n, "rows": out, "cascade": cascade})
+
+
+def _cascade(pipe, a) -> dict:
+    """A text-to-image model's images at the low resolution, upscaled: the prompt score before
+    and after (both read by the detector at their own size)."""
+    from prompt_score import single_prompts
+
+    import hwaksan as hk
+    from hwaksan.eval.shapes_score import prompt_score
+
+    t2i = hk.load(a.cascade, device="cpu")
+    prompts = single_prompts(a.n, t2i.image_shape[-1])
+    low = t2i.generate(a.n, prompt=prompts, guidance_scale=4.0, output_type="pt", seed=1)
+    level = a.cascade_noise_level
+    high = pipe.generate(a.n, image=low, noise_level=level, steps=a.steps, output_type="pt")
+    return {
+        "low_res": low.shape[-1],
+        "noise_level": level,
+        "low": prompt_score(prompts, low)["all"],
+        "high": prompt_score(prompts, high)["all"],
+    }
 
 
 if __name__ == "__main__":

@@ -150,7 +150,7 @@ PY
       --steps "${STEPS:-1200}" --minutes "${MINUTES:-19}" --lr 2e-3 --out runs/sr32
     python -c "import torch, hwaksan as hk; hk.load('runs/sr32/model').save(
         'hwaksan/weights/shapes_sr', dtype=torch.float16)"
-    (cd benchmarks && python super_resolution.py --model shapes_sr --n 200)
+    (cd benchmarks && python super_resolution.py --model shapes_sr --n 200 --cascade shapes_t2i)
     exit 0
     ;;
   *) echo "unknown model $name" >&2; exit 2 ;;
