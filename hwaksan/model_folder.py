@@ -34,7 +34,7 @@ from hwaksan.registry import resolve
 MODEL_KIND = "hwaksan.diffusion"
 FORMAT_VERSION = 1
 
-OPTIONAL_COMPONENTS = ("autoencoder", "text_encoder", "classifier")
+OPTIONAL_COMPONENTS = ("autoencoder", "text_encoder", "classifier", "layout_encoder")
 REQUIRED = object()  # a field every folder has
 # the Pipeline's plain fields, written and read here only: name -> the value a folder written
 # before the field existed means

@@ -26,6 +26,7 @@ from hwaksan.pipeline.guides import ClassifierFreeGuidance, ClassifierGuidance, 
 from hwaksan.pipeline.hooks import StepCallback
 from hwaksan.pipeline.img2img import ImageToImage
 from hwaksan.pipeline.inpaint import Inpainting
+from hwaksan.pipeline.layouts import Layouts
 from hwaksan.pipeline.parts import Part, Plan, check_inputs
 
 
@@ -33,7 +34,7 @@ def default_parts() -> list[Part]:
     """What every pipeline runs: conditioners first, then guides in the order they wrap, then
     the image inputs (img2img's start; inpainting, whose RePaint needs the guided model; what a
     concat-conditioned model reads, after inpainting has read the mask)."""
-    return [ClassLabels(), Prompts(), ClassifierFreeGuidance(), ClassifierGuidance(),
+    return [ClassLabels(), Prompts(), Layouts(), ClassifierFreeGuidance(), ClassifierGuidance(),
             LayoutGuidance(), StepCallback(), ImageToImage(), Inpainting(),
             ConcatCondition()]  # fmt: skip
 
@@ -64,6 +65,7 @@ class Pipeline(AdapterLoaders):
     latent_scale: float = 1.0
     text_encoder: nn.Module | None = None
     classifier: nn.Module | None = None
+    layout_encoder: nn.Module | None = None  # layout-to-image: boxes with labels as context
     sample_shape: tuple[int, int, int] | None = None  # what the sampler makes; None: image_shape
     layout_scale: float = LAYOUT_SCALE  # layout guidance when `relations` come without a scale;
     # a model where it was measured to hurt stores 0 (shapes_t2i)
