@@ -123,3 +123,36 @@ def test_a_model_without_a_layout_encoder_takes_no_layout():
                        prediction_type="v_prediction", image_shape=(3, 8, 8))  # fmt: skip
     with pytest.raises(HwaksanError, match="not a layout-to-image model"):
         pipe.generate(1, layout=[("red circle", (0, 0, 0.5, 0.5))])
+
+
+def test_hwaksan_generate_layout_writes_the_grid(tmp_path):
+    from click.testing import CliRunner
+    from PIL import Image
+
+    from hwaksan.cli import main
+
+    torch.manual_seed(0)
+    hk.Pipeline(unet=_unet().eval(), schedule=hk.NoiseSchedule.cosine(100), steps=2,
+                prediction_type="v_prediction", image_shape=(3, 8, 8),
+                layout_encoder=LayoutEncoder(CONFIG).eval()).save(tmp_path / "layout")  # fmt: skip
+    out = tmp_path / "grid.png"
+    box = ["0.1", "0.1", "0.5", "0.5"]
+    result = CliRunner().invoke(main, ["generate", "--model", str(tmp_path / "layout"),
+                                       "--layout", "red circle", *box, "--layout", "blue square",
+                                       "0.5", "0.5", "0.9", "0.9", "-n", "3", "--scale", "1",
+                                       "--out", str(out)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert Image.open(out).size == (3 * 9 + 1, 9 + 1)
+    result = CliRunner().invoke(
+        main,
+        [
+            "generate",
+            "a red circle",
+            "--model",
+            str(tmp_path / "layout"),
+            "--layout",
+            "red circle",
+            *box,
+        ],
+    )
+    assert result.exit_code == 2 and "not PROMPTs" in result.stderr

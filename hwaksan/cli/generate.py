@@ -16,7 +16,7 @@ MAX_IMAGES = 1024  # one grid
 
 
 @click.command("generate", short_help="Images from text prompts with a text-to-image model.")
-@click.argument("prompts", nargs=-1, required=True)
+@click.argument("prompts", nargs=-1)
 @click.option("--model", default="shapes_t2i", show_default=True, help="a folder or shipped name")
 @click.option("-n", "n", type=PositiveInt(256), default=8, show_default=True,
               help="images per prompt")  # fmt: skip
@@ -70,13 +70,22 @@ MAX_IMAGES = 1024  # one grid
     default=None,
     help="inpainting by RePaint: passes over each jump (default 2; 1: no resampling)",
 )
+@click.option(
+    "--layout",
+    "boxes",
+    type=(str, *[FiniteFloat(0, 1)] * 4),
+    multiple=True,
+    metavar="LABEL X0 Y0 X1 Y1",
+    help="a layout-to-image model's object: its label and "
+    "box in image fractions, e.g. --layout 'red circle' 0.1 0.1 0.4 0.4 (repeatable)",
+)
 @click.option("--scale", type=PositiveInt(16), default=4, show_default=True,
               help="grid upscale factor")  # fmt: skip
 @click.option("--out", type=ImageFile(), default="grid.png", show_default=True,
               help="image grid to write (.png, .jpg, ...)")  # fmt: skip
 def command(
     prompts, model, n, negative_prompt, guidance_scale, sampler, steps, seed, relations,
-    layout_scale, image, mask, strength, invert, jump_length, jump_n_sample, scale, out,
+    layout_scale, image, mask, strength, invert, jump_length, jump_n_sample, boxes, scale, out,
 ):  # fmt: skip
     """Generate N images for each PROMPT (one grid row per prompt), e.g.
 
@@ -85,6 +94,8 @@ def command(
     hwaksan generate "a blue square" --image in.png --strength 0.6 --out edit.png
 
     hwaksan generate "a green triangle" --image in.png --mask mask.png --out inpainted.png
+
+    hwaksan generate --model DIR --layout "red circle" 0.1 0.1 0.4 0.4 --out layout.png
 
     --relation names two phrases of every PROMPT and how they sit; layout guidance then moves
     their cross-attention to match while the layout forms.
@@ -95,6 +106,12 @@ def command(
     if n * len(prompts) > MAX_IMAGES:
         raise HwaksanError(f"{n} x {len(prompts)} prompts is more than {MAX_IMAGES} images a grid")
     pipe = load(model)
+    if boxes or getattr(pipe, "layout_encoder", None) is not None:
+        layout = [(label, box) for label, *box in boxes]
+        return _layout(pipe, model, prompts, layout, dict(n=n, sampler=sampler, steps=steps,
+                       seed=seed, guidance_scale=guidance_scale), scale, out)  # fmt: skip
+    if not prompts:
+        raise HwaksanError("give at least one PROMPT")
     if pipe.text_encoder is None:
         raise HwaksanError(f"{model} is not a text-to-image model (it has no text encoder)")
     for note in _check(pipe, prompts, negative_prompt, relations, steps):
@@ -113,6 +130,20 @@ def command(
         )  # fmt: skip
     save_grid(images, out, nrow=n, scale=scale)
     click.echo(f"wrote {len(images)} images ({len(prompts)} prompt(s) x {n}) to {out}")
+
+
+def _layout(pipe, model: str, prompts, layout: list, args: dict, scale: int, out: str) -> None:
+    """A layout-to-image model's grid: N images of the --layout boxes."""
+    from hwaksan.images import save_grid
+
+    if getattr(pipe, "layout_encoder", None) is None:
+        raise HwaksanError(f"--layout needs a layout-to-image model; {model} is not one")
+    if prompts:
+        raise HwaksanError(f"{model} is a layout-to-image model: it reads --layout, not PROMPTs")
+    check_steps(pipe, args["steps"])
+    images = pipe.generate(args.pop("n"), layout=layout, progress=True, output_type="pt", **args)
+    save_grid(images, out, nrow=len(images), scale=scale)
+    click.echo(f"wrote {len(images)} images of a {len(layout)}-object layout to {out}")
 
 
 def _check(pipe, prompts, negative_prompt, relations, steps) -> list[str]:
