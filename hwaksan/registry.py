@@ -17,6 +17,7 @@ SHIPPED: dict[str, str] = {
     "shapes_ldm": "latent diffusion, 64 px shapes world, on the KL autoencoder's 4x16x16 latents",
     "shapes_t2i": "text-to-image shapes world (1-2 objects, 32 px), prompts via cross-attention",
     "shapes_t2i_64": "text-to-image shapes world (1-2 objects, 64 px), in autoencoder_kl latents",
+    "shapes_sr": "super-resolution 32 -> 64 px shapes scenes, in autoencoder_kl latents",
 }
 
 
