@@ -34,6 +34,7 @@ CLASSES: dict[str, str] = {
     "MiniLMTextEncoder": "hwaksan.nets.text.minilm:MiniLMTextEncoder",
     "HFCLIPTextEncoder": "hwaksan.nets.text.hf_clip:HFCLIPTextEncoder",
     "NoisyClassifier": "hwaksan.nets.classifier:NoisyClassifier",
+    "LayoutEncoder": "hwaksan.nets.layout:LayoutEncoder",
 }
 
 

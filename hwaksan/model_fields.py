@@ -12,6 +12,7 @@ from hwaksan.diffusion.parameterization import PREDICTION_TYPES
 from hwaksan.diffusion.schedule import ScheduleConfig
 from hwaksan.errors import HwaksanError
 from hwaksan.fields import check_fields, check_typed, is_int, is_number, is_shape
+from hwaksan.nets.conditions import is_condition
 from hwaksan.sampling.registry import sampler_names
 from hwaksan.sampling.timesteps import TIMESTEP_SPACINGS
 
@@ -51,6 +52,10 @@ FIELD_CHECKS: dict[str, tuple] = {
     ),
     "layout_scale": (lambda v: v is None or is_number(v, 0), "a finite number >= 0"),
     "data": (lambda v: isinstance(v, dict), "an object"),
+    "condition": (
+        is_condition,
+        "null or a condition (nets.conditions: super_resolution, inpainting)",
+    ),
 }
 
 _SCHEDULE_RANGES: dict[str, tuple] = {

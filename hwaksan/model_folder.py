@@ -35,7 +35,7 @@ from hwaksan.registry import resolve
 MODEL_KIND = "hwaksan.diffusion"
 FORMAT_VERSION = 1
 
-OPTIONAL_COMPONENTS = ("autoencoder", "text_encoder", "classifier")
+OPTIONAL_COMPONENTS = ("autoencoder", "text_encoder", "classifier", "layout_encoder")
 REQUIRED = object()  # a field every folder has
 # the Pipeline's plain fields, written and read here only: name -> the value a folder written
 # before the field existed means
@@ -51,6 +51,7 @@ FIELDS: dict[str, object] = {
     "timestep_spacing": "leading",
     "class_names": None,
     "layout_scale": LAYOUT_SCALE,
+    "condition": None,  # an image read by concatenation (`nets.conditions`); None: none
     "data": {},
 }
 

@@ -21,6 +21,7 @@ SHIPPED: dict[str, str] = {
     "digits_pd": "digits, progressively distilled from `digits` (16 -> 4 DDIM steps)",
     "digits_pd1": "digits, progressively distilled from `digits` down to 1 DDIM step",
     "digits_ct": "digits, consistency-trained from the data alone (no teacher), 1-2 steps",
+    "shapes_sr": "super-resolution 32 -> 64 px shapes scenes, in autoencoder_kl latents",
 }
 
 

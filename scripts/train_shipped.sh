@@ -15,6 +15,7 @@
 #   bash scripts/train_shipped.sh digits_cd    # consistency distillation of digits (1-2 steps)
 #   bash scripts/train_shipped.sh digits_pd    # progressive distillation of digits (16 -> 1)
 #   bash scripts/train_shipped.sh digits_ct    # consistency training on digits, no teacher
+#   bash scripts/train_shipped.sh shapes_sr                # super-resolution 32 -> 64 px
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
@@ -198,6 +199,19 @@ PY
 hk.load('runs/digits_pd/steps_0004/model').save('hwaksan/weights/digits_pd', dtype=torch.float16)
 hk.load('runs/digits_pd/steps_0001/model').save('hwaksan/weights/digits_pd1', dtype=torch.float16)"
     python benchmarks/distillation_digits.py --n 500 --pd digits_pd1 --pd digits_pd
+    exit 0
+    ;;
+  shapes_sr)
+    # Super-resolution 32 -> 64 px in autoencoder_kl's latents (4x16x16), the low-res image
+    # folded onto the latent grid (space-to-depth, 12 channels) with conditioning augmentation
+    # (10 levels up to sigma 0.5, level 0 for half the examples; the level a class label);
+    # U-Net (32, 64, 128) without attention; 900 steps on 10,000 scenes of 1-3 objects
+    # (a 15-minute cap on one thread).
+    python scripts/train_super_resolution.py --low-res 32 --scenes 10000 \
+      --steps "${STEPS:-900}" --minutes "${MINUTES:-15}" --lr 2e-3 --out runs/sr32
+    python -c "import torch, hwaksan as hk; hk.load('runs/sr32/model').save(
+        'hwaksan/weights/shapes_sr', dtype=torch.float16)"
+    (cd benchmarks && python super_resolution.py --model shapes_sr --n 100 --cascade shapes_t2i)
     exit 0
     ;;
   *) echo "unknown model $name" >&2; exit 2 ;;

@@ -7,6 +7,8 @@ are out of its range), plus the cases a first-run probe found (issue 15).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 import pytest
 from click.testing import CliRunner
@@ -16,15 +18,18 @@ from hwaksan.cli.options import (
     BoundedInt,
     FiniteFloat,
     ImageFile,
+    InputImage,
     IntList,
     OutputFolder,
     ReadableImage,
 )
 
+A_PNG = str(Path(__file__).resolve().parent.parent / "docs" / "demo_samples_ddim_50.png")
+
 # a subcommand -> the arguments it needs besides the fuzzed option
 ARGUMENTS = {"sample": ["shapes"], "nll": ["shapes"], "eval": ["somewhere"],
              "generate": ["a red circle"], "export-diffusers": ["shapes", "out"],
-             "distill": ["consistency"]}  # fmt: skip
+             "distill": ["consistency"], "upscale": [A_PNG]}  # fmt: skip
 # (argv, a fragment the one error line must hold): the probe's cases, by name
 ISSUE_CASES = [
     (["train", "--lr", "-1"], "--lr"),
@@ -73,6 +78,11 @@ ISSUE_CASES = [
     (["generate", "a red circle", "--controlnet", "somewhere"], "go together"),
     (["train-controlnet", "--control", "depth"], "--control"),
     (["train-controlnet", "--cond-drop", "1.5"], "--cond-drop"),
+    (["generate", "a red circle", "--strength", "0.5"], "needs --image"),
+    (["generate", "a red circle", "--image", A_PNG, "--jump-length", "2"], "need --mask"),
+    (["generate", "a red circle", "--image", A_PNG, "--mask", A_PNG, "--invert"], "img2img"),
+    (["upscale", "/etc/passwd"], "not an image"),
+    (["upscale", A_PNG, "--model", "shapes"], "not a super-resolution model"),
 ]
 
 
@@ -90,6 +100,8 @@ def _bad_values(option: click.Option) -> list[str]:
         return ["0,0", "a,b", "", "-1", "99999", "32,,64", "1.5"]
     if isinstance(kind, ImageFile):
         return ["x", "/etc/passwd", "/etc", "grid.txt", "/etc/passwd/grid.png"]
+    if isinstance(kind, InputImage):
+        return ["/nonexistent/in.png", "/etc", "/etc/passwd"]
     if isinstance(kind, OutputFolder):
         return ["/etc/passwd", "/etc/passwd/run"]
     if isinstance(kind, ReadableImage):

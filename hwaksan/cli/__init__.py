@@ -20,6 +20,7 @@ _COMMANDS: list[tuple[str, str]] = [
     ("hwaksan.cli.generate", "generate"),
     ("hwaksan.cli.export_diffusers", "export-diffusers"),
     ("hwaksan.cli.serve", "serve"),
+    ("hwaksan.cli.upscale", "upscale"),
     ("hwaksan.cli.train_clip", "train-clip"),
     ("hwaksan.cli.train_classifier", "train-classifier"),
     ("hwaksan.cli.train_autoencoder", "train-autoencoder"),

@@ -7,7 +7,14 @@ import warnings
 import click
 
 from hwaksan.cli.checks import CUT_WARNING, check_prompts, check_steps
-from hwaksan.cli.options import SEED, FiniteFloat, ImageFile, PositiveInt, ReadableImage
+from hwaksan.cli.options import (
+    SEED,
+    FiniteFloat,
+    ImageFile,
+    InputImage,
+    PositiveInt,
+    ReadableImage,
+)
 from hwaksan.errors import HwaksanError
 from hwaksan.guidance.layout import LAYOUT_SCALE, RELATIONS
 from hwaksan.sampling.registry import sampler_names
@@ -16,7 +23,7 @@ MAX_IMAGES = 1024  # one grid
 
 
 @click.command("generate", short_help="Images from text prompts with a text-to-image model.")
-@click.argument("prompts", nargs=-1, required=True)
+@click.argument("prompts", nargs=-1)
 @click.option("--model", default="shapes_t2i", show_default=True, help="a folder or shipped name")
 @click.option("-n", "n", type=PositiveInt(256), default=8, show_default=True,
               help="images per prompt")  # fmt: skip
@@ -56,6 +63,44 @@ MAX_IMAGES = 1024  # one grid
               help="the image prompt (any size; RGB) for --ip-adapter")  # fmt: skip
 @click.option("--ip-adapter-scale", type=FiniteFloat(0, 10), default=1.0, show_default=True,
               help="weight of the image prompt (0: the text alone)")  # fmt: skip
+@click.option("--image", type=InputImage(), default=None,
+              help="start from this image (img2img, SDEdit) or, with --mask, inpaint it; its "
+              "size must be the model's")  # fmt: skip
+@click.option(
+    "--mask",
+    type=InputImage("L"),
+    default=None,
+    help="inpaint where the mask is white, keep the rest of --image exactly",
+)
+@click.option("--strength", type=FiniteFloat(0, 1), default=None,
+              help="img2img: how much of the sampling runs (0 keeps --image, 1 ignores it; "
+              "default 0.8)")  # fmt: skip
+@click.option(
+    "--invert",
+    is_flag=True,
+    help="img2img from --image's DDIM inversion (strength 1 reconstructs it)",
+)
+@click.option(
+    "--jump-length",
+    type=PositiveInt(1000),
+    default=None,
+    help="inpainting by RePaint: go back and re-run every this many steps (default 5)",
+)
+@click.option(
+    "--jump-n-sample",
+    type=PositiveInt(100),
+    default=None,
+    help="inpainting by RePaint: passes over each jump (default 2; 1: no resampling)",
+)
+@click.option(
+    "--layout",
+    "boxes",
+    type=(str, *[FiniteFloat(0, 1)] * 4),
+    multiple=True,
+    metavar="LABEL X0 Y0 X1 Y1",
+    help="a layout-to-image model's object: its label and "
+    "box in image fractions, e.g. --layout 'red circle' 0.1 0.1 0.4 0.4 (repeatable)",
+)
 @click.option("--scale", type=PositiveInt(16), default=4, show_default=True,
               help="grid upscale factor")  # fmt: skip
 @click.option("--out", type=ImageFile(), default="grid.png", show_default=True,
@@ -63,11 +108,18 @@ MAX_IMAGES = 1024  # one grid
 def command(
     prompts, model, n, negative_prompt, guidance_scale, sampler, steps, seed, relations,
     layout_scale, controlnet, control_image, controlnet_conditioning_scale, ip_adapter,
-    ip_adapter_image, ip_adapter_scale, scale, out,
+    ip_adapter_image, ip_adapter_scale, image, mask, strength, invert, jump_length,
+    jump_n_sample, boxes, scale, out,
 ):  # fmt: skip
     """Generate N images for each PROMPT (one grid row per prompt), e.g.
 
     hwaksan generate "a red circle to the left of a blue square" -n 8 --out grid.png
+
+    hwaksan generate "a blue square" --image in.png --strength 0.6 --out edit.png
+
+    hwaksan generate "a green triangle" --image in.png --mask mask.png --out inpainted.png
+
+    hwaksan generate --model DIR --layout "red circle" 0.1 0.1 0.4 0.4 --out layout.png
 
     --relation names two phrases of every PROMPT and how they sit; layout guidance then moves
     their cross-attention to match while the layout forms. --controlnet with --control-image
@@ -83,12 +135,19 @@ def command(
     if n * len(prompts) > MAX_IMAGES:
         raise HwaksanError(f"{n} x {len(prompts)} prompts is more than {MAX_IMAGES} images a grid")
     pipe = load(model)
+    if boxes or getattr(pipe, "layout_encoder", None) is not None:
+        layout = [(label, box) for label, *box in boxes]
+        return _layout(pipe, model, prompts, layout, dict(n=n, sampler=sampler, steps=steps,
+                       seed=seed, guidance_scale=guidance_scale), scale, out)  # fmt: skip
+    if not prompts:
+        raise HwaksanError("give at least one PROMPT")
     if pipe.text_encoder is None:
         raise HwaksanError(f"{model} is not a text-to-image model (it has no text encoder)")
     control = _control(pipe, controlnet, control_image, controlnet_conditioning_scale)
     image_prompt = _ip_adapter(pipe, ip_adapter, ip_adapter_image, ip_adapter_scale)
     for note in _check(pipe, prompts, negative_prompt, relations, steps, bool(image_prompt)):
         click.echo(note, err=True)
+    images_in = _image_inputs(image, mask, strength, invert, jump_length, jump_n_sample)
     if relations and layout_scale is None and not pipe.layout_scale:
         click.echo(f"note: {model} runs without layout guidance by default (it was measured to "
                    "hurt this model); --layout-scale 1 turns it on")  # fmt: skip
@@ -99,10 +158,24 @@ def command(
             prompt=[p for p in prompts for _ in range(n)], negative_prompt=negative_prompt,
             guidance_scale=guidance_scale, progress=True, output_type="pt",
             relations=list(relations) or None, layout_scale=layout_scale, **control,
-            **image_prompt,
+            **image_prompt, **images_in,
         )  # fmt: skip
     save_grid(images, out, nrow=n, scale=scale)
     click.echo(f"wrote {len(images)} images ({len(prompts)} prompt(s) x {n}) to {out}")
+
+
+def _layout(pipe, model: str, prompts, layout: list, args: dict, scale: int, out: str) -> None:
+    """A layout-to-image model's grid: N images of the --layout boxes."""
+    from hwaksan.images import save_grid
+
+    if getattr(pipe, "layout_encoder", None) is None:
+        raise HwaksanError(f"--layout needs a layout-to-image model; {model} is not one")
+    if prompts:
+        raise HwaksanError(f"{model} is a layout-to-image model: it reads --layout, not PROMPTs")
+    check_steps(pipe, args["steps"])
+    images = pipe.generate(args.pop("n"), layout=layout, progress=True, output_type="pt", **args)
+    save_grid(images, out, nrow=len(images), scale=scale)
+    click.echo(f"wrote {len(images)} images of a {len(layout)}-object layout to {out}")
 
 
 def _check(pipe, prompts, negative_prompt, relations, steps, image_prompt=False) -> list[str]:
@@ -145,3 +218,19 @@ def _ip_adapter(pipe, path, image_path, scale) -> dict:
         raise HwaksanError(f"--ip-adapter-image {image_path}: not a readable image ({e})") from e
     pipe.load_ip_adapter(path, scale=scale)
     return {"ip_adapter_image": image}
+
+
+def _image_inputs(image, mask, strength, invert, jump_length, jump_n_sample) -> dict:
+    """`generate`'s image inputs from the options, each only with what it needs."""
+    needs = {"--mask": mask, "--strength": strength, "--invert": invert or None}
+    given = [name for name, value in needs.items() if value is not None]
+    if image is None and given:
+        raise HwaksanError(f"{given[0]} needs --image")
+    jumps = {"--jump-length": jump_length, "--jump-n-sample": jump_n_sample}
+    if mask is None and any(v is not None for v in jumps.values()):
+        raise HwaksanError("--jump-length and --jump-n-sample need --mask (RePaint inpainting)")
+    if mask is not None and (strength is not None or invert):
+        raise HwaksanError("--strength and --invert are img2img's; inpainting (--mask) runs all")
+    inputs = dict(image=image, mask_image=mask, strength=strength, invert=invert or None,
+                  jump_length=jump_length, jump_n_sample=jump_n_sample)  # fmt: skip
+    return {k: v for k, v in inputs.items() if v is not None}

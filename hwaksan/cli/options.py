@@ -145,6 +145,29 @@ class ReadableImage(click.ParamType):
         return str(value)
 
 
+class InputImage(click.ParamType):
+    """An image file to read: it exists and PIL opens it; the value is the RGB (or, with
+    `mode="L"`, greyscale) PIL image."""
+
+    name = "image"
+
+    def __init__(self, mode: str = "RGB") -> None:
+        self.mode = mode
+
+    def convert(self, value, param, ctx):
+        from PIL import Image, UnidentifiedImageError
+
+        if not isinstance(value, (str, os.PathLike)):
+            return value  # already an image (a default, or click re-converting)
+        if not Path(value).is_file():
+            self.fail(f"{value!r} is not an image file", param, ctx)
+        try:
+            with Image.open(value) as image:
+                return image.convert(self.mode)
+        except (OSError, UnidentifiedImageError, Image.DecompressionBombError):
+            self.fail(f"{value!r} is not an image PIL can read", param, ctx)
+
+
 class OutputFolder(click.ParamType):
     """A folder to write a run into: not an existing file, and somewhere we can write."""
 

@@ -106,6 +106,12 @@ from hwaksan.train.loop import TrainConfig, channels_last_default
               help="text-to-image on shapes: scenes to render (default 8000)")  # fmt: skip
 @click.option("--grounding-loss", type=FiniteFloat(0), default=0.0,
               help="text-to-image on shapes: token grounding loss weight")  # fmt: skip
+@click.option(
+    "--inpainting",
+    is_flag=True,
+    help="a dedicated inpainting model: random box masks, the mask and the masked "
+    "image (latents) read by concatenation; --init-from widens the source's input",
+)
 def command(**o) -> None:
     """Train a diffusion model; writes checkpoints, log.csv, loss.png, samples/ and model/."""
     fresh_run_folder(o["out_dir"], o["resume"], o.pop("overwrite"))
@@ -128,7 +134,7 @@ def command(**o) -> None:
         },
         autoencoder=o["autoencoder"], text_encoder=o["text_encoder"], init_from=o["init_from"],
         train_text_encoder=o["train_text_encoder"], scenes=o["scenes"],
-        grounding_weight=o["grounding_loss"],
+        grounding_weight=o["grounding_loss"], inpainting=o["inpainting"],
     )  # fmt: skip
     _, result = run_diffusion(run)
     click.echo(f"trained {result.step} steps; model saved to {result.out_dir / 'model'}")

@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 
 Model = Callable[..., torch.Tensor]  # model(x_t, t, **cond) -> prediction
 Wrapper = Callable[[Model, slice], Model]  # (model, the batch's slice of the n images) -> model
+Start = Callable[[Model, slice], torch.Tensor]  # (the batch's wrapped model, slice) -> its x
+Finish = Callable[[torch.Tensor, slice], torch.Tensor]  # (decoded images, slice) -> images
 
 
 @dataclass
@@ -32,11 +34,15 @@ class Plan:
     steps: int
     x_T: torch.Tensor  # (n, *sample_shape) the starting noise
     generator: torch.Generator
+    eta: float = 0.0
     cond: dict[str, Any] = field(default_factory=dict)  # the network's inputs, (n, ...) tensors
     # (or dicts of them: `cross_attention_kwargs`)
     uncond: dict[str, Any] = field(default_factory=dict)  # their unconditional twins
     per_image: dict[str, Any] = field(default_factory=dict)  # what guides read, e.g. targets
     sample_args: dict[str, Any] = field(default_factory=dict)  # extra `hk.sample` keywords
+    start_step: int = 0  # where the sampler starts (img2img); `steps`: none is left to run
+    start: Start | None = None  # the batch's x from its wrapped model (DDIM inversion); None: x_T
+    finish: list[Finish] = field(default_factory=list)  # on the decoded images (paste-back)
 
     def batch(self, inputs: dict[str, Any], part: slice) -> dict[str, Any]:
         """The rows of one batch of per-image inputs (tensors, or dicts of them such as

@@ -20,16 +20,23 @@ from hwaksan.errors import HwaksanError
 from hwaksan.guidance.layout import LAYOUT_SCALE
 from hwaksan.images import to_pil
 from hwaksan.pipeline.adapters import AdapterLoaders
+from hwaksan.pipeline.concat import ConcatCondition
 from hwaksan.pipeline.conditioners import ClassLabels, Prompts
 from hwaksan.pipeline.guides import ClassifierFreeGuidance, ClassifierGuidance, LayoutGuidance
 from hwaksan.pipeline.hooks import StepCallback
+from hwaksan.pipeline.img2img import ImageToImage
+from hwaksan.pipeline.inpaint import Inpainting
+from hwaksan.pipeline.layouts import Layouts
 from hwaksan.pipeline.parts import Part, Plan, check_inputs
 
 
 def default_parts() -> list[Part]:
-    """What every pipeline runs: conditioners first, then guides in the order they wrap."""
-    return [ClassLabels(), Prompts(), ClassifierFreeGuidance(), ClassifierGuidance(),
-            LayoutGuidance(), StepCallback()]  # fmt: skip
+    """What every pipeline runs: conditioners first, then guides in the order they wrap, then
+    the image inputs (img2img's start; inpainting, whose RePaint needs the guided model; what a
+    concat-conditioned model reads, after inpainting has read the mask)."""
+    return [ClassLabels(), Prompts(), Layouts(), ClassifierFreeGuidance(), ClassifierGuidance(),
+            LayoutGuidance(), StepCallback(), ImageToImage(), Inpainting(),
+            ConcatCondition()]  # fmt: skip
 
 
 @dataclass
@@ -58,9 +65,11 @@ class Pipeline(AdapterLoaders):
     latent_scale: float = 1.0
     text_encoder: nn.Module | None = None
     classifier: nn.Module | None = None
+    layout_encoder: nn.Module | None = None  # layout-to-image: boxes with labels as context
     sample_shape: tuple[int, int, int] | None = None  # what the sampler makes; None: image_shape
     layout_scale: float = LAYOUT_SCALE  # layout guidance when `relations` come without a scale;
     # a model where it was measured to hurt stores 0 (shapes_t2i)
+    condition: dict | None = None  # an image the model reads by concatenation (`pipeline.concat`)
     parts: list[Part] = field(default_factory=default_parts)
 
     def __post_init__(self):
@@ -86,30 +95,41 @@ class Pipeline(AdapterLoaders):
         Named `inputs` go to the parts that read them: `class_labels`, `prompt`, `negative_prompt`,
         `guidance_scale` (classifier-free, Ho & Salimans 2022), `classifier_scale` (Dhariwal &
         Nichol 2021), `relations` and `layout_scale` (`guidance.layout`), `callback` (each
-        sampler step, `pipeline.hooks`); see each part.
+        sampler step, `pipeline.hooks`), `image` with `strength` / `invert` (img2img,
+        `pipeline.img2img`) or `mask_image` (inpainting, `pipeline.inpaint`), `noise_level`
+        (super-resolution, `pipeline.concat`); see each part.
         `output_type` "pil" gives PIL images, "pt" a [n, C, H, W] tensor in [-1, 1]; `progress`
         None shows a bar when stderr is a terminal, False never.
         """
+        plan, wrappers = self._plan(n, sampler, steps, seed, eta, output_type, inputs)
+        chunks = [self._batch(plan, wrappers, slice(start, start + batch_size), progress)
+                  for start in range(0, n, batch_size)]  # fmt: skip
+        images = torch.cat(chunks)  # (n, C, H, W)
+        return images if output_type == "pt" else to_pil(images)
+
+    def _batch(self, plan: Plan, wrappers: list, part: slice, progress) -> torch.Tensor:
+        """The images [b, C, H, W] of one batch: its wrapped model, its start, the sampler from
+        the plan's start step, decoding, then the plan's finishing touches."""
         from hwaksan.sampling import sample
         from hwaksan.sampling.denoiser import mean_prediction
 
-        plan, wrappers = self._plan(n, sampler, steps, seed, eta, output_type, inputs)
-        chunks = []
-        for start in range(0, n, batch_size):
-            part = slice(start, start + batch_size)
-            model = mean_prediction(self.unet, self.sample_shape[0])
-            for wrap in wrappers:
-                model = wrap(model, part)
-            x = plan.x_T[part].to(self.device)  # (b, *sample_shape)
-            latents = sample(
+        model = mean_prediction(self.unet, self.sample_shape[0])
+        for wrap in wrappers:
+            model = wrap(model, part)
+        x = plan.start(model, part) if plan.start else plan.x_T[part]
+        x = x.to(self.device)  # (b, *sample_shape)
+        if plan.start_step < plan.steps:  # (img2img at strength 0 runs no step)
+            x = sample(
                 model, tuple(x.shape), schedule=self.schedule, sampler=plan.sampler,
-                steps=plan.steps, eta=eta, prediction_type=self.prediction_type,
+                steps=plan.steps, eta=plan.eta, prediction_type=self.prediction_type,
                 timestep_spacing=self.timestep_spacing, generator=plan.generator, x_T=x,
-                cond=plan.batch(plan.cond, part) or None, progress=progress, **plan.sample_args,
+                cond=plan.batch(plan.cond, part) or None, progress=progress,
+                start_step=plan.start_step, **plan.sample_args,
             )  # fmt: skip
-            chunks.append(self.decode(latents).clamp(-1, 1).cpu())
-        images = torch.cat(chunks)  # (n, C, H, W)
-        return images if output_type == "pt" else to_pil(images)
+        images = self.decode(x).clamp(-1, 1).cpu()  # (b, C, H, W)
+        for finish in plan.finish:
+            images = finish(images, part)
+        return images
 
     def _plan(self, n, sampler, steps, seed, eta, output_type, inputs) -> tuple[Plan, list]:
         """The checked call: sampler settings, starting noise, and each part's preparation."""
@@ -123,9 +143,16 @@ class Pipeline(AdapterLoaders):
         check_inputs(self.parts, inputs)
         generator = torch.Generator().manual_seed(seed)
         x_T = torch.randn((n, *self.sample_shape), generator=generator)  # (n, *sample_shape)
-        plan = Plan(n, sampler, steps, x_T, generator)
+        plan = Plan(n, sampler, steps, x_T, generator, eta)
         wrappers = [part.prepare(self, plan, inputs) for part in self.parts]
         return plan, [wrap for wrap in wrappers if wrap is not None]
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """What the sampler makes, from images [B, C, H, W] in [-1, 1]: the images themselves, or
+        their scaled latents `encode_latents(x) * latent_scale` (the inverse of `decode`)."""
+        if self.autoencoder is None:
+            return images.to(self.device)
+        return self.autoencoder.encode_latents(images.to(self.device)) * self.latent_scale
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """Images from what the sampler made: the autoencoder's decoding for latent models."""

@@ -9,11 +9,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
 from torch import nn
 
 from hwaksan.diffusion.schedule import build_schedule
 from hwaksan.errors import HwaksanError
+from hwaksan.nets import conditions
 from hwaksan.pipeline import Pipeline
+from hwaksan.train.concat import RandomMasks
 from hwaksan.train.conditioners import ClassLabels, Conditioner, Unconditional
 from hwaksan.train.data import TrainingData, training_data
 from hwaksan.train.diffusion import DiffusionRecipe
@@ -51,6 +54,7 @@ class DiffusionRun:
     train_text_encoder: bool = False  # the diffusion loss trains the text encoder too (mini-CLIP)
     scenes: int | None = None  # text-to-image on the shapes world: captioned scenes (8,000)
     grounding_weight: float = 0.0  # text-to-image: weight of the token grounding loss (shapes)
+    inpainting: bool = False  # a dedicated inpainting model: random masks, mask + masked x0 read
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
@@ -72,10 +76,12 @@ def run_diffusion(
     if run.class_conditional and space.num_classes is None:
         raise HwaksanError(f"--class-conditional needs labels, and {run.data} has none")
     num_classes = space.num_classes if run.class_conditional else None
+    concat = {"concat_channels": 1 + space.channels} if run.inpainting else {}
     unet = build_unet(
         run.preset, in_channels=space.channels, resolution=space.resolution,
         num_classes=num_classes, learn_sigma=run.learn_sigma,
-        context_dim=text_encoder.hidden_size if text_encoder else None, **run.unet_overrides,
+        context_dim=text_encoder.hidden_size if text_encoder else None, **concat,
+        **run.unet_overrides,
     )  # fmt: skip
     if run.init_from is not None:
         init_from(unet, run.init_from, text_encoder)
@@ -101,7 +107,7 @@ def run_diffusion(
         sampler=run.sampler, steps=run.sample_steps, timestep_spacing=run.timestep_spacing,
         class_names=space.class_names if num_classes else None,
         data={**space.info, "steps": result.step, "preset": run.preset},
-        text_encoder=text_encoder,
+        text_encoder=text_encoder, condition=conditions.inpainting() if run.inpainting else None,
         **(latent.pipeline_fields() if latent else dict(image_shape=recipe.image_shape)),
     )  # fmt: skip
     if result.is_main:
@@ -115,15 +121,20 @@ def run_diffusion(
 def _conditioner(
     run: DiffusionRun, space: TrainingData, text_encoder, num_classes: int | None
 ) -> Conditioner:
-    """What the model reads: prompts (with a text encoder), class labels, or nothing."""
+    """What the model reads: prompts (with a text encoder), class labels, or nothing; with
+    `inpainting`, also a random mask and the masked sample (`train.concat.RandomMasks`)."""
     if text_encoder is not None:
-        return TextPrompts(
+        inner = TextPrompts(
             text_encoder, train_text_encoder=run.train_text_encoder,
             cond_drop_prob=run.cond_drop_prob, captions=space.dataset.captions,
         )  # fmt: skip
-    if num_classes is not None:
-        return ClassLabels(num_classes, run.cond_drop_prob)
-    return Unconditional()
+    elif num_classes is not None:
+        inner = ClassLabels(num_classes, run.cond_drop_prob)
+    else:
+        inner = Unconditional()
+    if not run.inpainting:
+        return inner
+    return RandomMasks(inner, (space.channels, space.resolution, space.resolution))
 
 
 def _terms(run: DiffusionRun, space: TrainingData, text_encoder) -> list[LossTerm]:
@@ -149,7 +160,8 @@ def init_from(unet: nn.Module, source: str, text_encoder: nn.Module | None = Non
             f"--init-from {source}: it reads prompts with {theirs}, this run with {ours}"
         )
     try:
-        result = unet.load_state_dict(source_pipe.unet.state_dict(), strict=False)
+        state = _widen_inputs(source_pipe.unet.state_dict(), unet.state_dict())
+        result = unet.load_state_dict(state, strict=False)
     except RuntimeError as e:  # a size mismatch: another width, depth or context size
         first = str(e).strip().splitlines()[1].strip() if "\n" in str(e) else str(e)
         raise HwaksanError(
@@ -165,6 +177,20 @@ def init_from(unet: nn.Module, source: str, text_encoder: nn.Module | None = Non
         print(f"--init-from {source}: {len(result.missing_keys)} new tensors start fresh "
               f"({', '.join(parts)})")  # fmt: skip
     return list(result.missing_keys)
+
+
+def _widen_inputs(theirs: dict, ours: dict) -> dict:
+    """`theirs` with `conv_in.weight` given zero weights for the extra input channels of ours
+    (concatenated conditions): the grown model starts as the source (as Stable Diffusion's
+    inpainting U-Net started from the text-to-image one)."""
+    key = "conv_in.weight"
+    if key not in theirs or key not in ours:
+        return theirs
+    (out_t, in_t, *k_t), (out_o, in_o, *k_o) = theirs[key].shape, ours[key].shape
+    if in_t < in_o and out_t == out_o and k_t == k_o:
+        zeros = theirs[key].new_zeros(out_t, in_o - in_t, *k_t)
+        theirs = {**theirs, key: torch.cat([theirs[key], zeros], dim=1)}
+    return theirs
 
 
 def _text_encoder(run: DiffusionRun):

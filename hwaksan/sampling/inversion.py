@@ -26,8 +26,10 @@ def ddim_invert(
     timestep_spacing: str = "leading",
     cond: dict | None = None,
     progress: bool = False,
+    start_step: int = 0,
 ) -> torch.Tensor:
-    """The x_T from which deterministic DDIM (same steps and spacing) returns x0.
+    """The x_T from which deterministic DDIM (same steps and spacing) returns x0; with
+    `start_step` k, the x at timesteps[k] that `hk.sample(..., start_step=k)` starts from.
 
     Runs each DDIM step (Song et al. 2021, eq. 12 with eta = 0) backwards, with eps taken where
     the sampler would next evaluate it — the usual approximation (Dhariwal & Nichol 2021, eq. 55).
@@ -44,7 +46,10 @@ def ddim_invert(
     # Where sampling step i + 1 evaluates the model; the cleanest level uses t = 0.
     eval_t = torch.cat([timesteps[1:], prev[-1:].clamp(min=0)])
     x = x0
-    for i in tqdm(reversed(range(steps)), total=steps, disable=not progress, desc="ddim_invert"):
+    if not 0 <= start_step <= steps:
+        raise ValueError(f"start_step must be between 0 and steps = {steps}, got {start_step}")
+    todo = reversed(range(start_step, steps))
+    for i in tqdm(todo, total=steps - start_step, disable=not progress, desc="ddim_invert"):
         _, eps = predict_x0_eps(bound, x, eval_t[i], schedule, prediction_type)
         # x sits at level prev[i] (alpha = 1 for the clean x0); undo step i: prev[i] -> t[i].
         a_low = schedule.alphas_cumprod_at(prev[i])
