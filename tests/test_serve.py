@@ -31,6 +31,7 @@ from hwaksan.pipeline.parts import Part
 from hwaksan.serve.actions import generate_images, model_form
 from hwaksan.serve.form import WIDGETS, form_inputs
 from hwaksan.serve.models import Models, shipped_models
+from hwaksan.serve.request import checked_request
 
 SETTINGS = dict(sampler="ddim", steps=4, seed=3, n=2)
 
@@ -64,10 +65,12 @@ def test_the_form_follows_what_each_shipped_model_takes():
     models = Models()
     assert models.choices == shipped_models() and "digits_classifier_noisy" not in models.choices
     forms = {name: model_form(models, name) for name in ("shapes", "digits", "shapes_t2i")}
-    assert forms["shapes"].inputs == []
-    assert forms["digits"].inputs == ["class_labels", "guidance_scale"]
+    images = ["image", "strength", "invert", "mask_image"]  # img2img and RePaint: any model
+    assert sorted(forms["shapes"].inputs) == sorted(images)
+    assert sorted(forms["digits"].inputs) == sorted(["class_labels", "guidance_scale", *images])
     assert [label for label, _ in forms["digits"].class_choices][:2] == ["0: zero", "1: one"]
-    assert forms["shapes_t2i"].inputs == ["prompt", "negative_prompt", "guidance_scale"]
+    text = ["prompt", "negative_prompt", "guidance_scale"]
+    assert sorted(forms["shapes_t2i"].inputs) == sorted(text + images)
     assert (forms["shapes_t2i"].sampler, forms["shapes_t2i"].steps) == ("ddim", 25)
 
 
@@ -82,6 +85,7 @@ class _Recorder(Part):
 
 def test_a_part_that_lands_later_shows_up_by_its_table_line():
     pipe = _text_pipe()
+    pipe.parts = [part for part in pipe.parts if "image" not in part.inputs]  # as before img2img
     assert "image" not in form_inputs(pipe)
     recorder = _Recorder()
     pipe.parts.append(recorder)
@@ -258,7 +262,22 @@ def test_a_local_model_folder_is_offered_and_generates_like_the_loaded_model(tmp
     folder = _text_pipe().save(tmp_path / "mine")
     models = Models([str(folder)])
     assert models.choices[0] == str(folder)
-    assert model_form(models, str(folder)).inputs == ["prompt", "negative_prompt", "guidance_scale"]
+    assert model_form(models, str(folder)).inputs[:3] == [
+        "prompt",
+        "negative_prompt",
+        "guidance_scale",
+    ]
     result = generate_images(models, str(folder), SETTINGS, {"prompt": "a red circle"})
     expected = hk.load(folder).generate(2, sampler="ddim", steps=4, seed=3, prompt="a red circle")
     assert np.array_equal(_pixels(result.images), _pixels(expected))
+
+
+def test_image_options_are_not_passed_without_the_image():
+    """The page sends every field; strength, invert and a mask mean nothing without an image."""
+    pipe = _text_pipe()
+    values = {"prompt": "a red circle", "strength": 0.5, "invert": True, "mask_image": None}
+    request = checked_request(pipe, "ddim", 2, 0, 1, values)
+    assert "strength" not in request.inputs and "invert" not in request.inputs
+    image = Image.new("RGB", (8, 8))
+    request = checked_request(pipe, "ddim", 2, 0, 1, {**values, "image": image})
+    assert request.inputs["strength"] == 0.5 and request.inputs["invert"] is True

@@ -46,6 +46,7 @@ class Widget:
     maximum: float = math.inf
     required: bool = False  # an empty field is a one-line error
     shown: Callable[[Pipeline], bool] = _always
+    needs: str | None = None  # another input without which this one is not passed (image)
 
 
 # input name -> widget, one line each; the order here is the order on the page
@@ -55,9 +56,15 @@ WIDGETS: dict[str, Widget] = {
     "class_labels": Widget("class", "Class", "the class every image shows", shown=_class_model),
     "guidance_scale": Widget("number", "Guidance", "1 = none", 4.0, 0, 100, shown=_conditional),
     "image": Widget("image", "Init image", "image-to-image: start from this image"),
-    "strength": Widget("number", "Strength", "0 keeps the init image, 1 ignores it", None, 0, 1),
-    "invert": Widget("check", "Invert", "start from the init image's DDIM inversion"),
-    "mask_image": Widget("image", "Mask", "inpainting: white where the model paints"),
+    "strength": Widget(
+        "number", "Strength", "0 keeps the init image, 1 ignores it", None, 0, 1, needs="image"
+    ),
+    "invert": Widget(
+        "check", "Invert", "start from the init image's DDIM inversion", needs="image"
+    ),
+    "mask_image": Widget(
+        "image", "Mask", "inpainting: white where the model paints", needs="image"
+    ),
     "control_image": Widget("image", "Control image", "ControlNet: an edge or segmentation map"),
     "ip_adapter_image": Widget("image", "Image prompt", "IP-Adapter: an image to take after"),
 }

@@ -55,6 +55,7 @@ def checked_request(
         value = _checked_value(name, values.get(name))
         if value is not None:
             inputs[name] = value
+    inputs = {k: v for k, v in inputs.items() if WIDGETS[k].needs in (None, *inputs)}
     return Request(n, sampler, steps, seed, inputs)
 
 
