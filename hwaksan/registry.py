@@ -50,7 +50,6 @@ def resolve(name_or_path: str | Path) -> Path:
 # adapters that ship (hwaksan/weights/<name>/, "hwaksan.adapter" folders): name -> what it is
 SHIPPED_ADAPTERS: dict[str, str] = {
     "shapes_t2i_64_controlnet_seg": "ControlNet for shapes_t2i_64: object silhouettes (64 px)",
-    "shapes_t2i_64_controlnet_edges": "ControlNet for shapes_t2i_64: object edge maps (64 px)",
     "shapes_t2i_64_controlnet_edges": "ControlNet for shapes_t2i_64: edge maps (64 px)",
 }
 
