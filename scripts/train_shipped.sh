@@ -9,6 +9,7 @@
 #   bash scripts/train_shipped.sh shapes_t2i               # text-to-image shapes, 32 px
 #   bash scripts/train_shipped.sh shapes_t2i_64            # text-to-image, 64 px latent space
 #   bash scripts/train_shipped.sh shapes_ldm               # latent diffusion, 64 px shapes
+#   bash scripts/train_shipped.sh shapes_t2i_64_watermark_lora  # a LoRA: the watermark look
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
@@ -138,6 +139,21 @@ PY
         'hwaksan/weights/shapes_ldm', dtype=torch.float16)"
     python $bench train pixel --minutes "${MINUTES:-10}" --out runs/lvp_pixel
     python $bench measure --n 100
+    exit 0
+    ;;
+  shapes_t2i_64_watermark_lora)
+    # A rank-4 LoRA on shapes_t2i_64's attention projections (frozen base) that teaches it the
+    # watermark look (a white mark near the bottom-right corner, `data/shapes/watermark.py`) on
+    # every image: 4,000 scenes of the base's world with the mark, bf16, one thread.
+    hwaksan train-lora --base shapes_t2i_64 --watermark --scenes 4000 --rank 4 \
+      --steps "${STEPS:-2000}" --batch-size 64 --lr 1e-3 --warmup 50 --bf16 --ema-decay 0.99 \
+      --num-samples 8 --checkpoint-every 250 --out runs/lora_watermark ${RESUME:+--resume} \
+      ${OVERWRITE:+--overwrite}
+    mkdir -p hwaksan/weights/shapes_t2i_64_watermark_lora
+    cp runs/lora_watermark/lora/pytorch_lora_weights.safetensors \
+      hwaksan/weights/shapes_t2i_64_watermark_lora/
+    python benchmarks/lora_look.py --lora hwaksan/weights/shapes_t2i_64_watermark_lora \
+      --n 200 --scales 0,0.25,0.5,0.75,1,1.25 --bf16
     exit 0
     ;;
   *) echo "unknown model $name" >&2; exit 2 ;;

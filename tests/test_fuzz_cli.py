@@ -114,7 +114,7 @@ def tripwire(monkeypatch):
         "hwaksan.cli.train_autoencoder.run_autoencoder", "hwaksan.train.classifier.run_classifier",
         "hwaksan.train.clip.run_clip", "hwaksan.pipeline.Pipeline.generate",
         "hwaksan.cli.toy.run_samplers", "hwaksan.eval.report.evaluate",
-        "hwaksan.diffusion.likelihood.nll_bits_per_dim",
+        "hwaksan.diffusion.likelihood.nll_bits_per_dim", "hwaksan.runs.lora.run_lora",
     ]:  # fmt: skip
         monkeypatch.setattr(target, started)
     monkeypatch.setenv("HWAKSAN_FUSED_KERNELS", "0")

@@ -21,6 +21,7 @@ _COMMANDS: list[tuple[str, str]] = [
     ("hwaksan.cli.train_clip", "train-clip"),
     ("hwaksan.cli.train_classifier", "train-classifier"),
     ("hwaksan.cli.train_autoencoder", "train-autoencoder"),
+    ("hwaksan.cli.train_lora", "train-lora"),
 ]
 
 

@@ -172,7 +172,7 @@ def max_minutes_option(default: float | None = None, help: str = "stop (and save
     )  # fmt: skip
 
 
-RUN_FILES = ("checkpoints", "log.csv", "loss.png", "samples", "model")  # what a run writes
+RUN_FILES = ("checkpoints", "log.csv", "loss.png", "samples", "model", "lora")  # what a run writes
 
 
 def run_folder_options(default: str):

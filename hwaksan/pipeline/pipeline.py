@@ -23,13 +23,14 @@ from hwaksan.pipeline.adapters import AdapterLoaders
 from hwaksan.pipeline.conditioners import ClassLabels, Prompts
 from hwaksan.pipeline.guides import ClassifierFreeGuidance, ClassifierGuidance, LayoutGuidance
 from hwaksan.pipeline.hooks import StepCallback
+from hwaksan.pipeline.lora import LoRAScale
 from hwaksan.pipeline.parts import Part, Plan, check_inputs
 
 
 def default_parts() -> list[Part]:
     """What every pipeline runs: conditioners first, then guides in the order they wrap."""
     return [ClassLabels(), Prompts(), ClassifierFreeGuidance(), ClassifierGuidance(),
-            LayoutGuidance(), StepCallback()]  # fmt: skip
+            LayoutGuidance(), StepCallback(), LoRAScale()]  # fmt: skip
 
 
 @dataclass
@@ -86,7 +87,7 @@ class Pipeline(AdapterLoaders):
         Named `inputs` go to the parts that read them: `class_labels`, `prompt`, `negative_prompt`,
         `guidance_scale` (classifier-free, Ho & Salimans 2022), `classifier_scale` (Dhariwal &
         Nichol 2021), `relations` and `layout_scale` (`guidance.layout`), `callback` (each
-        sampler step, `pipeline.hooks`); see each part.
+        sampler step, `pipeline.hooks`), `lora_scale` (`pipeline.lora`); see each part.
         `output_type` "pil" gives PIL images, "pt" a [n, C, H, W] tensor in [-1, 1]; `progress`
         None shows a bar when stderr is a terminal, False never.
         """

@@ -3,7 +3,8 @@ the `base` it fits) + `adapter.safetensors`. It loads onto a base model's compon
 
 Each adapter type registers one line in `ADAPTER_TYPES`: the component it attaches to and its
 loader `load(module, config, tensors, folder, **options)`, which checks the fit before changing
-anything. LoRA and textual inversion today; Perfusion's rank-one edits and others plug in here.
+anything. Textual inversion today (LoRA has its own exchange files: `lora_file.py`);
+Perfusion's rank-one edits and others plug in here.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ WEIGHTS = "adapter"  # adapter.safetensors
 
 # adapter_type -> (the pipeline component it attaches to, "module:loader"); one line per type
 ADAPTER_TYPES: dict[str, tuple[str, str]] = {
-    "lora": ("unet", "hwaksan.nets.adapters.lora_folder:load_lora"),
     "textual_inversion": (
         "text_encoder",
         "hwaksan.nets.adapters.textual_inversion_folder:load_textual_inversion",
