@@ -90,3 +90,28 @@ def test_the_watermark_look_is_read_back_and_leaves_the_objects_alone():
     assert "watermark" not in config.to_dict()  # older configs read back unchanged
     assert ShapesConfig.from_dict(ShapesConfig(64, watermark=True).to_dict()).watermark
     assert not has_watermark(Image.new("RGB", (64, 64)))
+
+
+def test_generate_cli_loads_a_lora_and_scale_zero_is_the_base(tmp_path):
+    from click.testing import CliRunner
+
+    from hwaksan.cli import main
+    from hwaksan.nets.adapters import inject_lora, lora_target_names
+
+    pipe = _base_folder(tmp_path / "base")
+    inject_lora(pipe.unet, lora_target_names(pipe.unet), r=2, lora_alpha=2.0)
+    for layer in lora_layers(pipe.unet).values():
+        torch.nn.init.normal_(layer.lora_B["default"].weight, std=0.5)
+    pipe.save_lora_weights(tmp_path / "lora")
+    args = ["generate", "a red circle", "--model", str(tmp_path / "base"), "-n", "1",
+            "--steps", "2", "--scale", "1"]  # fmt: skip
+    runner = CliRunner()
+    for extra, out in [([], "base"), (["--lora-scale", "0"], "zero"), ([], "lora")]:
+        lora = [] if out == "base" else ["--lora", str(tmp_path / "lora")]
+        result = runner.invoke(main, [*args, *lora, *extra, "--out", str(tmp_path / f"{out}.png")])
+        assert result.exit_code == 0, result.output
+    image = {k: np.asarray(Image.open(tmp_path / f"{k}.png")) for k in ("base", "zero", "lora")}
+    assert np.array_equal(image["zero"], image["base"])
+    assert not np.array_equal(image["lora"], image["base"])
+    result = runner.invoke(main, [*args, "--lora", str(tmp_path / "nowhere")])
+    assert result.exit_code == 2 and "no LoRA file at" in result.output

@@ -41,13 +41,18 @@ MAX_IMAGES = 1024  # one grid
 @click.option("--layout-scale", type=FiniteFloat(0, 1000), default=None,
               help="strength of --relation's layout guidance; default: the model's own "
               f"({LAYOUT_SCALE:g} unless the model stores another, 0 for shapes_t2i)")  # fmt: skip
+@click.option("--lora", "loras", multiple=True,
+              help="a LoRA file or folder to load first (repeatable), e.g. "
+              "shapes_t2i_64_watermark_lora")  # fmt: skip
+@click.option("--lora-scale", type=FiniteFloat(-100, 100), default=None,
+              help="the LoRAs' scale (0: the base model; default 1)")  # fmt: skip
 @click.option("--scale", type=PositiveInt(16), default=4, show_default=True,
               help="grid upscale factor")  # fmt: skip
 @click.option("--out", type=ImageFile(), default="grid.png", show_default=True,
               help="image grid to write (.png, .jpg, ...)")  # fmt: skip
 def command(
     prompts, model, n, negative_prompt, guidance_scale, sampler, steps, seed, relations,
-    layout_scale, scale, out,
+    layout_scale, loras, lora_scale, scale, out,
 ):  # fmt: skip
     """Generate N images for each PROMPT (one grid row per prompt), e.g.
 
@@ -64,6 +69,7 @@ def command(
     pipe = load(model)
     if pipe.text_encoder is None:
         raise HwaksanError(f"{model} is not a text-to-image model (it has no text encoder)")
+    _load_loras(pipe, loras, lora_scale)
     for note in _check(pipe, prompts, negative_prompt, relations, steps):
         click.echo(note, err=True)
     if relations and layout_scale is None and not pipe.layout_scale:
@@ -75,10 +81,21 @@ def command(
             n * len(prompts), sampler=sampler, steps=steps, seed=seed,
             prompt=[p for p in prompts for _ in range(n)], negative_prompt=negative_prompt,
             guidance_scale=guidance_scale, progress=True, output_type="pt",
-            relations=list(relations) or None, layout_scale=layout_scale,
+            relations=list(relations) or None, layout_scale=layout_scale, lora_scale=lora_scale,
         )  # fmt: skip
     save_grid(images, out, nrow=n, scale=scale)
     click.echo(f"wrote {len(images)} images ({len(prompts)} prompt(s) x {n}) to {out}")
+
+
+def _load_loras(pipe, loras, lora_scale) -> None:
+    """Each --lora onto the model (a shipped name is looked up in hwaksan/weights)."""
+    from hwaksan.registry import WEIGHTS_DIR
+
+    if lora_scale is not None and not loras:
+        raise HwaksanError("--lora-scale needs a --lora to scale")
+    for lora in loras:
+        shipped = WEIGHTS_DIR / lora
+        pipe.load_lora_weights(shipped if "/" not in lora and shipped.is_dir() else lora)
 
 
 def _check(pipe, prompts, negative_prompt, relations, steps) -> list[str]:
