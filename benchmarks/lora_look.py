@@ -72,6 +72,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=25, help="DDIM steps")
     ap.add_argument("--bf16", action="store_true")
     ap.add_argument("--name", default="lora_look", help="results/<name>.md, .json, .png")
+    ap.add_argument("--grid", default="docs/lora_look.png", help="8 prompts, a row per scale")
     args = ap.parse_args()
     start = time.perf_counter()
     pipe = load(args.model, device="cpu")
@@ -81,15 +82,19 @@ def main() -> None:
     unet_params = sum(p.numel() for p in pipe.unet.parameters())
     pipe.load_lora_weights(args.lora, adapter_name="look")
     lora_params = sum(p.numel() for p in lora_parameters(pipe.unet).parameters())
-    rows = []
+    rows, grid = [], [base_images[:8]]
     for scale in [float(s) for s in args.scales.split(",")]:
         images = generate(pipe, prompts, args, lora_scale=scale)
+        grid.append(images[:8])
         rows.append({"scale": scale, **measure(prompts, images),
                      "same_as_base": bool(torch.equal(images, base_images))})  # fmt: skip
         print(rows[-1], flush=True)
     from report import RESULTS, write_report
 
     _plot(rows, base, RESULTS / f"{args.name}.png")
+    from hwaksan.images import save_grid
+
+    save_grid(torch.cat(grid), args.grid, nrow=8, scale=2)
     pct = lambda v: f"{100 * v:.0f}%"  # noqa: E731
     lines = [
         f"# LoRA look: {args.n} single-object prompts, one image each, DDIM-{args.steps}, "
@@ -102,7 +107,7 @@ def main() -> None:
         "",
         f"LoRA {args.lora}: {lora_params:,} parameters = {100 * lora_params / unet_params:.2f}% "
         f"of the U-Net's {unet_params:,}. Look: the watermark (`has_watermark`). Plot: "
-        f"`{args.name}.png`.",
+        f"`{args.name}.png`; grid `{args.grid}` (rows: base, then each scale; first 8 prompts).",
         "",
         "| lora_scale | look | object | position | all claims | images = base's |",
         "|---|---|---|---|---|---|",

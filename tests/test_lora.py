@@ -290,3 +290,22 @@ def test_a_lora_for_another_base_or_no_file_is_a_one_line_error(tmp_path):
                                is None else None)  # fmt: skip
     with pytest.raises(HwaksanError, match="carries no LoRA"):
         pipe.save_lora_weights(tmp_path / "none")
+
+
+def test_diffusers_reads_our_file_and_we_read_its_file(tmp_path):
+    pytest.importorskip("peft")
+    from diffusers.loaders.lora_pipeline import StableDiffusionLoraLoaderMixin as Loader
+
+    from hwaksan.nets.adapters import lora_state_dict
+
+    trained = _trained_pipe()
+    trained.save_lora_weights(tmp_path / "ours")
+    state, *_, metadata = Loader.lora_state_dict(tmp_path / "ours", return_lora_metadata=True)
+    assert state.keys() == read_lora_file(tmp_path / "ours")[0].keys()
+    assert metadata["unet.r"] == 2 and metadata["unet.lora_alpha"] == 3.0
+    Loader.save_lora_weights(tmp_path / "theirs", unet_lora_layers=lora_state_dict(trained.unet),
+                             unet_lora_adapter_metadata={"r": 2, "lora_alpha": 3.0,
+                                                         "target_modules": ["to_q"]})  # fmt: skip
+    fresh = _pipe()
+    fresh.load_lora_weights(tmp_path / "theirs")
+    assert torch.equal(_out(fresh.unet), _out(trained.unet))  # alpha 3 (not r = 2) came through
