@@ -172,6 +172,8 @@ def test_our_file_round_trips_through_pipelines_and_lora_scale(tmp_path):
     plain = _images(fresh)
     file = trained.save_lora_weights(tmp_path / "lora")
     assert file.name == "pytorch_lora_weights.safetensors"
+    with pytest.raises(HwaksanError, match="holds a LoRA; load it onto a model with"):
+        hk.load(tmp_path / "lora")
     tensors, metadata = read_lora_file(tmp_path / "lora")
     assert "unet.down.2.attn.blocks.0.attn1.to_q.lora_A.weight" in tensors
     assert '"unet.lora_alpha": 3.0' in metadata["lora_adapter_metadata"]
