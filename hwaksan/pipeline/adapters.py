@@ -52,7 +52,9 @@ class AdapterLoaders:
         return save_lora_file(path, lora_weights(self._lora_components(), name), base)
 
     def set_adapters(
-        self, adapter_names: str | Sequence[str], adapter_weights: Sequence[float] | float = None
+        self,
+        adapter_names: str | Sequence[str],
+        adapter_weights: Sequence[float] | float | None = None,
     ) -> None:
         """Make exactly these adapters active, each at its weight (default 1.0)."""
         from hwaksan.errors import HwaksanError
