@@ -17,6 +17,7 @@ from hwaksan.nets import build_unet
 from hwaksan.nets.adapters import (
     LoRALayer,
     canonical,
+    delete_adapters,
     fuse_lora,
     inject_lora,
     lora_layers,
@@ -128,6 +129,14 @@ def test_fuse_then_unfuse_restores_the_base_weights():
     for key, value in unet.state_dict().items():
         assert (value - before[key]).abs().max() <= 1e-6, key
     assert torch.equal(_out(unet), lora)
+    # two fused adapters, one deleted: it stays baked in, the other unfuses
+    inject_lora(unet, _targets(unet), r=2, lora_alpha=2.0, adapter_name="b")
+    _randomize(unet, 7, "b")
+    fuse_lora(unet)
+    delete_adapters(unet, ["default"])
+    unfuse_lora(unet)
+    with lora_scale(unet, 0.0):
+        torch.testing.assert_close(_out(unet), lora, atol=1e-5, rtol=1e-5)
 
 
 def test_two_adapters_add_with_their_weights():
@@ -186,8 +195,18 @@ def test_our_file_round_trips_through_pipelines_and_lora_scale(tmp_path):
     fresh.fuse_lora()
     torch.testing.assert_close(_images(fresh), _images(trained), atol=1e-4, rtol=1e-4)
     fresh.unfuse_lora()
-    fresh.unload_lora_weights()
-    assert not lora_layers(fresh.unet) and torch.equal(_images(fresh), plain)
+    with pytest.raises(HwaksanError, match="carries LoRA layers: save them with"):
+        fresh.save(tmp_path / "model")
+    fresh.fuse_lora()
+    fused = _images(fresh)
+    fresh.unload_lora_weights()  # after fuse_lora: the LoRA stays baked into the weights
+    assert not lora_layers(fresh.unet) and torch.equal(_images(fresh), fused)
+    fresh.save(tmp_path / "baked")
+    assert torch.equal(_images(hk.load(tmp_path / "baked")), fused)
+    clean = _pipe()
+    clean.load_lora_weights(file, adapter_name="x")
+    clean.unload_lora_weights()
+    assert not lora_layers(clean.unet) and torch.equal(_images(clean), plain)
 
 
 def test_generate_lora_scale_zero_is_the_base(tmp_path):

@@ -159,5 +159,12 @@ class Pipeline(AdapterLoaders):
     ) -> Path:
         """Write the model folder (atomically: a temporary folder renamed into place)."""
         from hwaksan.model_folder import save_pipeline
+        from hwaksan.nets.adapters import lora_layers
+
+        if any(lora_layers(m) for m in (self.unet, self.text_encoder) if m is not None):
+            raise HwaksanError(
+                "the model carries LoRA layers: save them with save_lora_weights, or bake them "
+                "in with fuse_lora() then unload_lora_weights() first"
+            )
 
         return save_pipeline(self, path, unet_ema, dtype)

@@ -70,10 +70,16 @@ class LoRALayer(nn.Module):
         self.r[name], self.lora_alpha[name] = r, float(lora_alpha)
         self.active[name] = 1.0
 
+    @torch.no_grad()
     def delete_adapter(self, name: str) -> None:
-        """Remove adapter `name` (unmerged first if it was merged)."""
+        """Remove adapter `name`. A merged one stays in the weight (diffusers: `fuse_lora`, then
+        `unload_lora_weights`, bakes a LoRA in): `unmerge` no longer takes it out."""
         if name in self.merged:
-            self.unmerge()
+            weight = self.merged.pop(name)
+            if self.merged:
+                self._unmerged_weight += weight * self.delta_weight(name)
+            else:
+                self._unmerged_weight = None  # the fused weight, bit for bit, is the base now
         for table in (self.lora_A, self.lora_B, self.lora_dropout):
             del table[name]
         for table in (self.r, self.lora_alpha, self.active):
