@@ -77,7 +77,7 @@ def _out(unet: nn.Module) -> torch.Tensor:
 
 
 def _targets(unet: nn.Module) -> list[str]:
-    return lora_target_names(unet, ("to_q", "to_k", "to_v", "to_out", "skip"))
+    return lora_target_names(unet, ("to_q", "to_k", "to_v", "to_out", "skip", "conv"))
 
 
 def test_the_layer_is_its_base_at_init_and_w_plus_scale_b_a_after():
