@@ -88,14 +88,11 @@ def command(
 
 
 def _load_loras(pipe, loras, lora_scale) -> None:
-    """Each --lora onto the model (a shipped name is looked up in hwaksan/weights)."""
-    from hwaksan.registry import WEIGHTS_DIR
-
+    """Each --lora (a file, a folder or a shipped LoRA's name) onto the model."""
     if lora_scale is not None and not loras:
         raise HwaksanError("--lora-scale needs a --lora to scale")
     for lora in loras:
-        shipped = WEIGHTS_DIR / lora
-        pipe.load_lora_weights(shipped if "/" not in lora and shipped.is_dir() else lora)
+        pipe.load_lora_weights(lora)
 
 
 def _check(pipe, prompts, negative_prompt, relations, steps) -> list[str]:

@@ -21,10 +21,15 @@ class AdapterLoaders:
         return load_adapter(path, self._adapter_components(), **options)
 
     def load_lora_weights(self, path: str | Path, adapter_name: str | None = None) -> str:
-        """A LoRA file (or a folder with one) in any format `lora_formats` reads, onto the
-        denoiser and text encoder, frozen and active at weight 1; the adapter's name."""
+        """A LoRA file (or a folder with one, or a shipped LoRA's name) in any format
+        `lora_formats` reads, onto the denoiser and text encoder, frozen and active at weight 1;
+        the adapter's name."""
         from hwaksan.nets.adapters import load_lora_onto, read_lora_file
+        from hwaksan.registry import WEIGHTS_DIR
 
+        shipped = WEIGHTS_DIR / str(path)
+        if not Path(path).exists() and "/" not in str(path) and shipped.is_dir():
+            path = shipped
         tensors, metadata = read_lora_file(path)
         taken = self.get_list_adapters()
         name = adapter_name or next(f"default_{i}" for i in range(len(taken) + 1)
