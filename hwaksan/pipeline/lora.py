@@ -23,8 +23,8 @@ class LoRAScale(Part):
         if inputs.get("lora_scale") is None:
             return None
         scale = inputs["lora_scale"]
-        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(
-                scale):  # fmt: skip
+        number = isinstance(scale, (int, float)) and not isinstance(scale, bool)
+        if not number or not math.isfinite(scale):
             raise HwaksanError(f"lora_scale must be a finite number, not {scale!r}")
         from hwaksan.nets.adapters import lora_layers, lora_scale
 

@@ -81,8 +81,9 @@ def read_lora_file(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str,
     """The tensors and metadata of a LoRA file, or of the one LoRA file in a folder."""
     path = Path(path)
     if path.is_dir():
-        candidates = [path / WEIGHT_NAME] if (path / WEIGHT_NAME).is_file() else sorted(
-            path.glob("*.safetensors"))  # fmt: skip
+        candidates = sorted(path.glob("*.safetensors"))
+        if (path / WEIGHT_NAME).is_file():
+            candidates = [path / WEIGHT_NAME]
         if len(candidates) != 1:
             found = "no" if not candidates else f"{len(candidates)}"
             raise HwaksanError(f"{path} holds {found} .safetensors files; name the LoRA file")
@@ -110,11 +111,12 @@ def load_lora_onto(
     weights = canonical(tensors, metadata, components, source)
     targets = {layer: _target(components, layer, w, source) for layer, w in weights.items()}
     for layer, (module, name) in targets.items():
-        inject_lora(module, [name], weights[layer].rank, weights[layer].alpha or weights[
-            layer].rank, adapter_name)  # fmt: skip
+        w = weights[layer]
+        inject_lora(module, [name], w.rank, w.alpha if w.alpha is not None else w.rank,
+                    adapter_name)  # fmt: skip
         wrapped = module.get_submodule(name)
         with torch.no_grad():
-            for part, tensor in (("lora_A", weights[layer].down), ("lora_B", weights[layer].up)):
+            for part, tensor in (("lora_A", w.down), ("lora_B", w.up)):
                 param = getattr(wrapped, part)[adapter_name].weight
                 param.copy_(tensor.reshape(param.shape))
                 param.requires_grad_(False)
@@ -142,8 +144,7 @@ def _target(components, layer: str, w: LoRAWeights, source: str) -> tuple[nn.Mod
                 "lora_B": (found.out_channels, r, 1, 1)}  # fmt: skip
     for part, tensor in (("lora_A", w.down), ("lora_B", w.up)):
         got = tuple(tensor.shape)
-        if _squeezed(got) != _squeezed(want[part]) or tensor.numel() != torch.Size(
-                want[part]).numel():  # fmt: skip
+        if _squeezed(got) != _squeezed(want[part]):  # 1x1 kernels may be stored or not
             raise HwaksanError(
                 f"{source} is for another base model: {layer}.{part} is {got}, "
                 f"but this model needs {want[part]}"
