@@ -330,3 +330,49 @@ def test_diffusers_reads_our_file_and_we_read_its_file(tmp_path):
     fresh = _pipe()
     fresh.load_lora_weights(tmp_path / "theirs")
     assert torch.equal(_out(fresh.unet), _out(trained.unet))  # alpha 3 (not r = 2) came through
+
+
+def test_kohya_file_for_a_diffusers_unet_loads_onto_it_behind_a_wrapper(tmp_path):
+    """Kohya's underscored names against diffusers' real module names (`to_out.0`, `proj_in`):
+    the update lands where merging it by hand puts it."""
+    from diffusers import UNet2DConditionModel
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(
+        sample_size=8, in_channels=3, out_channels=3, block_out_channels=(8, 16),
+        layers_per_block=1, norm_num_groups=4, cross_attention_dim=8, attention_head_dim=2,
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+    ).eval()  # fmt: skip
+    names = [n for n, m in unet.named_modules() if n.endswith(("to_q", "to_out.0", "proj_in"))]
+    g = torch.Generator().manual_seed(1)
+    tensors, merged = {}, copy.deepcopy(unet)
+    for name in names:
+        weight = unet.get_submodule(name).weight  # (out, in) or, proj_in, (out, in, 1, 1)
+        kernel = weight.shape[2:]  # kohya keeps a 1x1 convolution's LoRA 4-D
+        down = torch.randn(2, weight.shape[1], *kernel, generator=g)  # (2, in[, 1, 1])
+        up = torch.randn(weight.shape[0], 2, *kernel, generator=g)  # (out, 2[, 1, 1])
+        key = "lora_unet_" + name.replace(".", "_")
+        tensors.update({f"{key}.lora_down.weight": down, f"{key}.lora_up.weight": up,
+                        f"{key}.alpha": torch.tensor(1.0)})  # fmt: skip
+        delta = up.flatten(1) @ down.flatten(1)  # (out, in)
+        with torch.no_grad():  # alpha / r = 1 / 2
+            merged.get_submodule(name).weight += 0.5 * delta.reshape(weight.shape)
+    save_file(tensors, str(tmp_path / "kohya.safetensors"))
+
+    class Imported(nn.Module):  # another engineer's wrapper around a diffusers U-Net
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+    from hwaksan.nets.adapters import load_lora_onto
+
+    wrapped = Imported(unet)
+    tensors, metadata = read_lora_file(tmp_path / "kohya.safetensors")
+    loaded = load_lora_onto({"unet": wrapped}, tensors, metadata, "k")
+    assert sorted(loaded) == sorted(f"unet.inner.{n}" for n in names)
+    x, t, context = torch.randn(1, 3, 8, 8), torch.tensor([5]), torch.randn(1, 3, 8)
+    with torch.no_grad():
+        ours, by_hand = unet(x, t, context).sample, merged(x, t, context).sample
+    torch.testing.assert_close(ours, by_hand, atol=1e-4, rtol=1e-4)
