@@ -262,7 +262,7 @@ def test_kohya_names_resolve_on_a_model_that_wraps_the_unet(tmp_path):
 
 
 def test_our_file_loaded_by_peft_gives_the_same_outputs(tmp_path):
-    peft = pytest.importorskip("peft")
+    import peft  # a test dependency (the "test" extra)
     from peft.utils import set_peft_model_state_dict
 
     pipe = _pipe()
@@ -314,7 +314,6 @@ def test_a_lora_for_another_base_or_no_file_is_a_one_line_error(tmp_path):
 
 
 def test_diffusers_reads_our_file_and_we_read_its_file(tmp_path):
-    pytest.importorskip("peft")
     from diffusers.loaders.lora_pipeline import StableDiffusionLoraLoaderMixin as Loader
 
     from hwaksan.nets.adapters import lora_state_dict
