@@ -34,7 +34,7 @@ def _names(text: str) -> tuple[str, ...]:
 @click.option("--lora-dropout", type=FiniteFloat(0, 1, open_max=True), default=0.0,
               show_default=True)  # fmt: skip
 @click.option("--target-modules", default="to_q,to_k,to_v,to_out", show_default=True,
-              help="U-Net layers to adapt, by last name; convolutions: skip,conv1")  # fmt: skip
+              help="U-Net layers by last or full name; also skip, conv1, conv2")  # fmt: skip
 @click.option("--text-encoder-modules", default="",
               help="text-encoder layers to adapt too, e.g. to_q,to_k,to_v,to_out")  # fmt: skip
 @click.option("--steps", type=PositiveInt(10**9), default=1000, show_default=True)
