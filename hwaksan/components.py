@@ -144,6 +144,9 @@ def read_folder(folder: Path, model_kind: str, format_version: int = 1) -> dict:
     path = folder / "config.json"
     what = KINDS[model_kind][0]
     if not path.exists():
+        if (folder / "pytorch_lora_weights.safetensors").exists():
+            raise HwaksanError(f"{folder} holds a LoRA; load it onto a model with "
+                               "pipe.load_lora_weights")  # fmt: skip
         raise HwaksanError(f"{folder} is not {what} folder: config.json is missing")
     if not path.is_file():
         raise HwaksanError(f"{path} is not a file")

@@ -16,6 +16,7 @@
 #   bash scripts/train_shipped.sh digits_pd    # progressive distillation of digits (16 -> 1)
 #   bash scripts/train_shipped.sh digits_ct    # consistency training on digits, no teacher
 #   bash scripts/train_shipped.sh shapes_sr                # super-resolution 32 -> 64 px
+#   bash scripts/train_shipped.sh shapes_t2i_64_watermark_lora  # a LoRA: the watermark look
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
@@ -212,6 +213,26 @@ hk.load('runs/digits_pd/steps_0001/model').save('hwaksan/weights/digits_pd1', dt
     python -c "import torch, hwaksan as hk; hk.load('runs/sr32/model').save(
         'hwaksan/weights/shapes_sr', dtype=torch.float16)"
     (cd benchmarks && python super_resolution.py --model shapes_sr --n 100 --cascade shapes_t2i)
+    exit 0
+    ;;
+  shapes_t2i_64_watermark_lora)
+    # A rank-4 LoRA on shapes_t2i_64 (the base frozen) that teaches it the watermark look (a
+    # white mark near the bottom-right corner, data/shapes/watermark.py) on every image. Targets:
+    # the attention projections, plus the full-resolution ResBlocks' convolutions and conv_out
+    # (attention runs at 8x8 and 4x4 only; the mark is a 16x16-latent detail: attention alone
+    # reached 31% after 400 steps in the pilot). 4,000 scenes with the mark, 1,500 steps of 32,
+    # bf16, one thread (about 10 minutes); then the look rate against the scale and the score.
+    full_res=up.6.res.conv1,up.6.res.conv2,up.6.res.skip,up.7.res.conv1,up.7.res.conv2
+    hwaksan train-lora --base shapes_t2i_64 --watermark --scenes 4000 --rank 4 \
+      --target-modules "to_q,to_k,to_v,to_out,$full_res,up.7.res.skip,conv_out" \
+      --steps "${STEPS:-1500}" --batch-size 32 --lr 2e-3 --warmup 50 --bf16 --ema-decay 0.99 \
+      --num-samples 8 --checkpoint-every 250 --out runs/lora_watermark ${RESUME:+--resume} \
+      ${OVERWRITE:+--overwrite}
+    mkdir -p hwaksan/weights/shapes_t2i_64_watermark_lora
+    cp runs/lora_watermark/lora/pytorch_lora_weights.safetensors \
+      hwaksan/weights/shapes_t2i_64_watermark_lora/
+    python benchmarks/lora_look.py --lora hwaksan/weights/shapes_t2i_64_watermark_lora \
+      --n 200 --scales 0,0.25,0.5,0.75,1 --bf16
     exit 0
     ;;
   *) echo "unknown model $name" >&2; exit 2 ;;

@@ -153,6 +153,7 @@ def tripwire(monkeypatch):
         "hwaksan.serve.launch",
         "hwaksan.runs.controlnet.run_controlnet",
         "hwaksan.runs.distill.run_distill",
+        "hwaksan.runs.lora.run_lora",
     ]:  # fmt: skip
         monkeypatch.setattr(target, started)
     monkeypatch.setenv("HWAKSAN_FUSED_KERNELS", "0")

@@ -27,6 +27,7 @@ _COMMANDS: list[tuple[str, str]] = [
     ("hwaksan.cli.train_controlnet", "train-controlnet"),
     ("hwaksan.cli.train_ip_adapter", "train-ip-adapter"),
     ("hwaksan.cli.distill", "distill"),
+    ("hwaksan.cli.train_lora", "train-lora"),
 ]
 
 

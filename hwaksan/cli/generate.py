@@ -101,6 +101,11 @@ MAX_IMAGES = 1024  # one grid
     help="a layout-to-image model's object: its label and "
     "box in image fractions, e.g. --layout 'red circle' 0.1 0.1 0.4 0.4 (repeatable)",
 )
+@click.option("--lora", "loras", multiple=True,
+              help="a LoRA file or folder to load first (repeatable), e.g. "
+              "shapes_t2i_64_watermark_lora")  # fmt: skip
+@click.option("--lora-scale", type=FiniteFloat(-100, 100), default=None,
+              help="the LoRAs' scale (0: the base model; default 1)")  # fmt: skip
 @click.option("--scale", type=PositiveInt(16), default=4, show_default=True,
               help="grid upscale factor")  # fmt: skip
 @click.option("--out", type=ImageFile(), default="grid.png", show_default=True,
@@ -109,7 +114,7 @@ def command(
     prompts, model, n, negative_prompt, guidance_scale, sampler, steps, seed, relations,
     layout_scale, controlnet, control_image, controlnet_conditioning_scale, ip_adapter,
     ip_adapter_image, ip_adapter_scale, image, mask, strength, invert, jump_length,
-    jump_n_sample, boxes, scale, out,
+    jump_n_sample, boxes, loras, lora_scale, scale, out,
 ):  # fmt: skip
     """Generate N images for each PROMPT (one grid row per prompt), e.g.
 
@@ -143,6 +148,7 @@ def command(
         raise HwaksanError("give at least one PROMPT")
     if pipe.text_encoder is None:
         raise HwaksanError(f"{model} is not a text-to-image model (it has no text encoder)")
+    _load_loras(pipe, loras, lora_scale)
     control = _control(pipe, controlnet, control_image, controlnet_conditioning_scale)
     image_prompt = _ip_adapter(pipe, ip_adapter, ip_adapter_image, ip_adapter_scale)
     for note in _check(pipe, prompts, negative_prompt, relations, steps, bool(image_prompt)):
@@ -158,10 +164,18 @@ def command(
             prompt=[p for p in prompts for _ in range(n)], negative_prompt=negative_prompt,
             guidance_scale=guidance_scale, progress=True, output_type="pt",
             relations=list(relations) or None, layout_scale=layout_scale, **control,
-            **image_prompt, **images_in,
+            **image_prompt, **images_in, lora_scale=lora_scale,
         )  # fmt: skip
     save_grid(images, out, nrow=n, scale=scale)
     click.echo(f"wrote {len(images)} images ({len(prompts)} prompt(s) x {n}) to {out}")
+
+
+def _load_loras(pipe, loras, lora_scale) -> None:
+    """Each --lora (a file, a folder or a shipped LoRA's name) onto the model."""
+    if lora_scale is not None and not loras:
+        raise HwaksanError("--lora-scale needs a --lora to scale")
+    for lora in loras:
+        pipe.load_lora_weights(lora)
 
 
 def _layout(pipe, model: str, prompts, layout: list, args: dict, scale: int, out: str) -> None:

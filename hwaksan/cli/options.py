@@ -222,6 +222,7 @@ RUN_FILES = (
     "samples",
     "model",
     "snapshots",
+    "lora",
 )  # what a run writes
 
 

@@ -141,20 +141,31 @@ class Attention(nn.Module):
         return q, k, v
 
     def _plain_projections(self) -> bool:
-        """True while to_q, to_k, to_v are this file's own `Linear`s with no hooks: nothing (LoRA,
-        IP-Adapter, a probe) has wrapped them, so one fused product may stand in for the three."""
-        layers = (self.to_q, self.to_k, self.to_v)
-        return all(type(m) is Linear and not (m._forward_hooks or m._forward_pre_hooks)
-                   for m in layers)  # fmt: skip
+        """True while to_q, to_k, to_v are this file's own `Linear`s with no hooks, or wrappers
+        that say they add nothing now (`adds_nothing()`: a LoRA at scale 0, fresh, or fused)
+        around such a `Linear`: one fused product may then stand in for the three."""
+        return all(_plain_linear(m) is not None for m in (self.to_q, self.to_k, self.to_v))
 
     def _fused_qkv(self, x: torch.Tensor) -> torch.Tensor:
         """Self-attention's q, k, v as one (in -> 3 * inner) product, (B, N, 3, h, d): x is read
         once, and its gradient comes out of one product instead of three that are then summed."""
-        weight = torch.cat([self.to_q.weight, self.to_k.weight, self.to_v.weight])  # (3*inner, in)
-        bias = self.to_q.bias
+        q, k, v = (_plain_linear(m) for m in (self.to_q, self.to_k, self.to_v))
+        weight = torch.cat([q.weight, k.weight, v.weight])  # (3 * inner, in)
+        bias = q.bias
         if bias is not None:
-            bias = torch.cat([self.to_q.bias, self.to_k.bias, self.to_v.bias])  # (3 * inner,)
+            bias = torch.cat([q.bias, k.bias, v.bias])  # (3 * inner,)
         return linear(x, weight, bias).unflatten(-1, (3, self.heads, -1))  # (B, N, 3, h, d)
+
+
+def _plain_linear(m: nn.Module) -> Linear | None:
+    """The plain `Linear` that computes `m`'s output, or None (a hook, or a wrapper that adds)."""
+    if hasattr(m, "adds_nothing") and hasattr(m, "base_layer"):
+        if m._forward_hooks or m._forward_pre_hooks or not m.adds_nothing():
+            return None
+        m = m.base_layer
+    if type(m) is Linear and not (m._forward_hooks or m._forward_pre_hooks):
+        return m
+    return None
 
 
 KERNEL_MAX_TOKENS = 1536  # the kernel keeps N x N scores per head in cache; between 2,048 and

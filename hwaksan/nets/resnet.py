@@ -80,7 +80,12 @@ class Upsample(nn.Module):
         self.conv = nn.Conv2d(channels, channels, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        kernels, bias = _phase_kernels(self.conv.weight), self.conv.bias.repeat(4)
+        conv = self.conv
+        if hasattr(conv, "adds_nothing") and conv.adds_nothing():  # a LoRA with nothing to add
+            conv = conv.base_layer
+        if type(conv) is not nn.Conv2d or conv._forward_hooks or conv._forward_pre_hooks:
+            return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))  # a wrapper
+        kernels, bias = _phase_kernels(conv.weight), conv.bias.repeat(4)
         phases = F.conv2d(x, kernels, bias, padding=1)  # (B, 4C, H+1, W+1)
         return _Interleave.apply(phases)  # (B, C, 2H, 2W)
 

@@ -1,19 +1,23 @@
-"""Adapter folders on a pipeline, in diffusers' words (`LoraLoaderMixin`,
-`TextualInversionLoaderMixin`, `IPAdapterMixin`): `load_lora_weights`, `load_textual_inversion`
-and their saves; `load_ip_adapter`, `set_ip_adapter_scale`, `unload_ip_adapter`; `load_controlnet`
-(diffusers passes `controlnet=` to the pipeline; here it attaches to one)."""
+"""Adapters on a pipeline, in diffusers' words (`StableDiffusionLoraLoaderMixin`,
+`TextualInversionLoaderMixin`, `IPAdapterMixin`): `load_lora_weights`, `set_adapters`,
+`fuse_lora`, `load_textual_inversion` and their saves; `load_ip_adapter`,
+`set_ip_adapter_scale`, `unload_ip_adapter`; `load_controlnet` (diffusers passes
+`controlnet=` to the pipeline; here it attaches to one)."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from hwaksan.errors import HwaksanError
 
+LORA_COMPONENTS = ("unet", "text_encoder")  # what a LoRA file's keys may name
+
 
 class AdapterLoaders:
-    """`Pipeline` methods that load adapter folders onto its networks and save them."""
+    """`Pipeline` methods that load adapters onto its networks, switch them and save them."""
 
     def load_adapter(self, path: str | Path, **options: Any) -> Any:
         """Any adapter folder onto the component its type attaches to (`ADAPTER_TYPES`)."""
@@ -50,17 +54,103 @@ class AdapterLoaders:
         parts = [p for p in self.parts if isinstance(p, ControlNetPart)]
         return parts[0].controlnet if parts else None
 
-    def load_lora_weights(self, path: str | Path, adapter_name: str | None = None) -> list[str]:
-        """A LoRA folder onto the denoiser; the names of the layers it wraps."""
-        from hwaksan.nets.adapters import load_adapter
+    def load_lora_weights(self, path: str | Path, adapter_name: str | None = None) -> str:
+        """A LoRA file (or a folder with one, or a shipped LoRA's name) in any format
+        `lora_formats` reads, onto the denoiser and text encoder, frozen and active at weight 1;
+        the adapter's name."""
+        from hwaksan.nets.adapters import load_lora_onto, read_lora_file
+        from hwaksan.registry import WEIGHTS_DIR
 
-        return load_adapter(path, self._adapter_components(), "lora", adapter_name=adapter_name)
+        shipped = WEIGHTS_DIR / str(path)
+        if not Path(path).exists() and "/" not in str(path) and shipped.is_dir():
+            path = shipped
+        tensors, metadata = read_lora_file(path)
+        taken = self.get_list_adapters()
+        name = adapter_name or next(f"default_{i}" for i in range(len(taken) + 1)
+                                    if f"default_{i}" not in taken)  # fmt: skip
+        if name in taken:
+            from hwaksan.errors import HwaksanError
 
-    def save_lora_weights(self, path: str | Path) -> Path:
-        """The denoiser's LoRA layers as an adapter folder."""
-        from hwaksan.nets.adapters import save_lora
+            raise HwaksanError(f"a LoRA named {name!r} is already loaded; pick another name")
+        load_lora_onto(self._lora_components(), tensors, metadata, name, source=str(path))
+        return name  # active at weight 1 beside those already active
 
-        return save_lora(path, self.unet)
+    def save_lora_weights(
+        self, path: str | Path, adapter_name: str | None = None, base: dict | None = None
+    ) -> Path:
+        """One adapter (the only one by default) as `pytorch_lora_weights.safetensors`, with
+        peft's keys and its rank and alpha in the metadata; `path` a folder or a file."""
+        from hwaksan.errors import HwaksanError
+        from hwaksan.nets.adapters import lora_weights, save_lora_file
+
+        names = self.get_list_adapters()
+        if adapter_name is None and len(names) > 1:
+            raise HwaksanError(f"several LoRAs are loaded ({names}); name one: adapter_name=")
+        name = adapter_name or (names[0] if names else "default")
+        base = base or {"unet": type(self.unet).__name__, "sample_shape": list(self.sample_shape)}
+        return save_lora_file(path, lora_weights(self._lora_components(), name), base)
+
+    def set_adapters(
+        self,
+        adapter_names: str | Sequence[str],
+        adapter_weights: Sequence[float] | float | None = None,
+    ) -> None:
+        """Make exactly these adapters active, each at its weight (default 1.0)."""
+        from hwaksan.errors import HwaksanError
+        from hwaksan.nets.adapters import set_adapters
+
+        names = [adapter_names] if isinstance(adapter_names, str) else list(adapter_names)
+        weights = adapter_weights
+        if weights is not None and not isinstance(weights, (list, tuple)):
+            weights = [weights] * len(names)
+        unknown = [n for n in names if n not in self.get_list_adapters()]
+        if unknown:
+            raise HwaksanError(f"no LoRA named {unknown[0]!r}; loaded: {self.get_list_adapters()}")
+        for module in self._lora_components().values():
+            if module is not None:
+                mine = [(n, w) for n, w in zip(names, weights or [1.0] * len(names))
+                        if n in self._names(module)]  # fmt: skip
+                set_adapters(module, [n for n, _ in mine], [w for _, w in mine])
+
+    def get_list_adapters(self) -> list[str]:
+        """The names of the loaded LoRAs."""
+        seen = [n for m in self._lora_components().values() if m is not None
+                for n in self._names(m)]  # fmt: skip
+        return list(dict.fromkeys(seen))
+
+    def disable_lora(self) -> None:
+        """No LoRA active (the base model); `set_adapters` turns them on again."""
+        self.set_adapters([], [])
+
+    def fuse_lora(self, lora_scale: float = 1.0) -> None:
+        """Fold the active LoRAs (times `lora_scale`) into the base weights: no extra cost per
+        step; `unfuse_lora` restores the base weights exactly."""
+        from hwaksan.nets.adapters import fuse_lora
+
+        for module in self._lora_components().values():
+            if module is not None:
+                fuse_lora(module, lora_scale)
+
+    def unfuse_lora(self) -> None:
+        """The base weights as they were before `fuse_lora`, bit for bit."""
+        from hwaksan.nets.adapters import unfuse_lora
+
+        for module in self._lora_components().values():
+            if module is not None:
+                unfuse_lora(module)
+
+    def delete_adapters(self, adapter_names: str | Sequence[str]) -> None:
+        """Remove LoRAs; layers left with none become their plain base layers again."""
+        from hwaksan.nets.adapters import delete_adapters
+
+        names = [adapter_names] if isinstance(adapter_names, str) else list(adapter_names)
+        for module in self._lora_components().values():
+            if module is not None:
+                delete_adapters(module, names)
+
+    def unload_lora_weights(self) -> None:
+        """Remove every LoRA (diffusers' name)."""
+        self.delete_adapters(self.get_list_adapters())
 
     def load_textual_inversion(
         self, path: str | Path, token: str | list[str] | None = None
@@ -118,6 +208,15 @@ class AdapterLoaders:
 
     def _adapter_components(self) -> dict:
         return {"unet": self.unet, "text_encoder": self.text_encoder}
+
+    def _lora_components(self) -> dict:
+        return {name: getattr(self, name, None) for name in LORA_COMPONENTS}
+
+    @staticmethod
+    def _names(module) -> list[str]:
+        from hwaksan.nets.adapters import adapter_names
+
+        return adapter_names(module)
 
 
 def _adapter_folder(path: str | Path) -> Path:

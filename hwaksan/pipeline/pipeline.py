@@ -27,6 +27,7 @@ from hwaksan.pipeline.hooks import StepCallback
 from hwaksan.pipeline.img2img import ImageToImage
 from hwaksan.pipeline.inpaint import Inpainting
 from hwaksan.pipeline.layouts import Layouts
+from hwaksan.pipeline.lora import LoRAScale
 from hwaksan.pipeline.parts import Part, Plan, check_inputs
 
 
@@ -35,7 +36,7 @@ def default_parts() -> list[Part]:
     the image inputs (img2img's start; inpainting, whose RePaint needs the guided model; what a
     concat-conditioned model reads, after inpainting has read the mask)."""
     return [ClassLabels(), Prompts(), Layouts(), ClassifierFreeGuidance(), ClassifierGuidance(),
-            LayoutGuidance(), StepCallback(), ImageToImage(), Inpainting(),
+            LayoutGuidance(), StepCallback(), LoRAScale(), ImageToImage(), Inpainting(),
             ConcatCondition()]  # fmt: skip
 
 
@@ -97,7 +98,8 @@ class Pipeline(AdapterLoaders):
         Nichol 2021), `relations` and `layout_scale` (`guidance.layout`), `callback` (each
         sampler step, `pipeline.hooks`), `image` with `strength` / `invert` (img2img,
         `pipeline.img2img`) or `mask_image` (inpainting, `pipeline.inpaint`), `noise_level`
-        (super-resolution, `pipeline.concat`); see each part.
+        (super-resolution, `pipeline.concat`), `lora_scale` (`pipeline.lora`); see each
+        part.
         `output_type` "pil" gives PIL images, "pt" a [n, C, H, W] tensor in [-1, 1]; `progress`
         None shows a bar when stderr is a terminal, False never.
         """
@@ -186,6 +188,13 @@ class Pipeline(AdapterLoaders):
         """Write the model folder (atomically: a temporary folder renamed into place); an
         attachment's processor weights (an IP-Adapter) are refused: the base is saved without."""
         from hwaksan.model_folder import save_pipeline
+        from hwaksan.nets.adapters import lora_layers
+
+        if any(lora_layers(m) for m in (self.unet, self.text_encoder) if m is not None):
+            raise HwaksanError(
+                "the model carries LoRA layers: save them with save_lora_weights, or bake them "
+                "in with fuse_lora() then unload_lora_weights() first"
+            )
 
         if any(".processor." in name for name in self.unet.state_dict()):
             raise HwaksanError(

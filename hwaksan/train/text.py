@@ -209,13 +209,16 @@ def shapes_text_data(
     seed: int = 0,
     max_objects: int = 2,
     object_masks: bool = False,
+    watermark: bool = False,
 ) -> TrainingData:
     """`length` shapes-world scenes of 1..max_objects objects, each paired with every phrasing
     of its caption (templates and synonyms: several prompts for one picture); with
-    `object_masks`, where each object is (for the token grounding loss)."""
+    `object_masks`, where each object is (for the token grounding loss); with `watermark`, the
+    watermark look stamped on every image."""
     from hwaksan.data import shapes
 
-    config = shapes.ShapesConfig(resolution=resolution, min_objects=1, max_objects=max_objects)
+    config = shapes.ShapesConfig(resolution=resolution, min_objects=1, max_objects=max_objects,
+                                 watermark=watermark)  # fmt: skip
     images, scenes = shapes.render_batch(length, seed=seed, config=config)
     pairs = [(i, caption) for i, scene in enumerate(scenes) for caption in scene.captions]
     masks = shapes_object_masks(scenes) if object_masks else None

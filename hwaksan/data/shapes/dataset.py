@@ -7,6 +7,7 @@ from torch.utils.data import Dataset
 
 from hwaksan.data.shapes.renderer import edge_map, render, scene_rng, segmentation_mask, to_tensor
 from hwaksan.data.shapes.scene import Scene, sample_scene
+from hwaksan.data.shapes.watermark import stamp_watermark
 from hwaksan.data.shapes.world import ALL_SHAPES, COLORS, SIZES, ShapesConfig
 
 MAX_OBJECTS = 3
@@ -43,6 +44,8 @@ class ShapesDataset(Dataset):
     def __getitem__(self, index: int) -> dict:
         scene = self.scene(index)
         image = render(scene)
+        if self.config.watermark:
+            stamp_watermark(image)
         objects = torch.full((MAX_OBJECTS, 3), -1, dtype=torch.long)
         boxes = torch.full((MAX_OBJECTS, 4), -1.0)
         for k, o in enumerate(scene.objects):

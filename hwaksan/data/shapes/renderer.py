@@ -10,6 +10,7 @@ import torch
 
 from hwaksan.data.shapes.geometry import EXTENT, coverage
 from hwaksan.data.shapes.scene import Scene, ShapeObject, sample_scene
+from hwaksan.data.shapes.watermark import stamp_watermark
 from hwaksan.data.shapes.world import BACKGROUNDS, PALETTE, SIZE_RADIUS, ShapesConfig
 
 
@@ -98,6 +99,8 @@ def render_batch(
     R, chunk = config.resolution, 256  # chunks keep temporaries [m, P, P, edges] in cache
     images = [_render(scenes[i : i + chunk], R) for i in range(0, n, chunk)]
     images = np.concatenate(images) if images else np.zeros((0, R, R, 3), np.uint8)
+    if config.watermark:
+        stamp_watermark(images)
     return to_tensor(images), scenes
 
 

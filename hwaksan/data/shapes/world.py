@@ -54,6 +54,7 @@ class ShapesConfig:
     colors: tuple[str, ...] = COLORS
     sizes: tuple[str, ...] = SIZES
     background: str = "black"  # a name in BACKGROUNDS
+    watermark: bool = False  # a white mark near the bottom-right corner (`watermark.py`)
 
     def __post_init__(self) -> None:
         for name in ("shapes", "colors", "sizes"):
@@ -76,7 +77,11 @@ class ShapesConfig:
         return tuple(c for c in self.colors if PALETTE[c] != bg)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The fields; `watermark` only when on, so older configs read back unchanged."""
+        d = asdict(self)
+        if not self.watermark:
+            del d["watermark"]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> ShapesConfig:

@@ -3,8 +3,8 @@ the `base` it fits) + `adapter.safetensors`. It loads onto a base model's compon
 
 Each adapter type registers one line in `ADAPTER_TYPES`: the component it attaches to and its
 loader `load(module, config, tensors, folder, **options)`, which checks the fit before changing
-anything. LoRA, textual inversion and IP-Adapter today; Perfusion's rank-one edits and others
-plug in here.
+anything. Textual inversion, ControlNet and IP-Adapter today (LoRA has its own exchange
+files: `lora_file.py`); Perfusion's rank-one edits and others plug in here.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ WEIGHTS = "adapter"  # adapter.safetensors
 
 # adapter_type -> (the pipeline component it attaches to, "module:loader"); one line per type
 ADAPTER_TYPES: dict[str, tuple[str, str]] = {
-    "lora": ("unet", "hwaksan.nets.adapters.lora_folder:load_lora"),
     "controlnet": ("unet", "hwaksan.nets.adapters.controlnet_folder:load_controlnet"),
     "ip_adapter": ("unet", "hwaksan.nets.adapters.ip_adapter_folder:load_ip_adapter"),
     "textual_inversion": (
