@@ -24,7 +24,7 @@ from hwaksan.cli import main
 from hwaksan.data.shapes import shapes_vocabulary
 from hwaksan.errors import HwaksanError
 from hwaksan.nets import build_unet
-from hwaksan.nets.adapters import LoRALinear, add_embeddings, inject_lora, lora_target_names
+from hwaksan.nets.adapters import LoRALayer, add_embeddings, inject_lora, lora_target_names
 from hwaksan.nets.text.mini_clip import MiniCLIPTextConfig, MiniCLIPTextModel
 from hwaksan.pipeline import Pipeline
 from hwaksan.pipeline.parts import Part
@@ -183,9 +183,10 @@ def _randomize(unet: nn.Module) -> None:
     g = torch.Generator().manual_seed(2)
     with torch.no_grad():
         for module in unet.modules():
-            if isinstance(module, LoRALinear):
-                module.lora_A.weight.copy_(torch.randn(module.lora_A.weight.shape, generator=g))
-                module.lora_B.weight.copy_(torch.randn(module.lora_B.weight.shape, generator=g))
+            if isinstance(module, LoRALayer):
+                for name in module.lora_A:
+                    for w in (module.lora_A[name].weight, module.lora_B[name].weight):
+                        w.copy_(torch.randn(w.shape, generator=g))
 
 
 def _uploaded(folder, tmp_path) -> list[str]:
@@ -218,7 +219,7 @@ def test_lora_and_textual_inversion_files_load_like_the_pipeline_methods(tmp_pat
     adapted = generate_images(models, "tiny", SETTINGS, {"prompt": "a red circle"}, loras)
     assert not np.array_equal(_pixels(plain.images), _pixels(adapted.images))
     wrong = generate_images(models, "tiny", SETTINGS, values, tis)  # a TI folder as a LoRA
-    assert wrong.images is None and "not a lora" in wrong.message
+    assert wrong.images is None and "not a LoRA file" in wrong.message
 
 
 def test_serve_checks_its_options_then_launches_on_loopback(monkeypatch):

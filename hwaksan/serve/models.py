@@ -71,8 +71,10 @@ class Models:
                 return self._loaded[key]
         pipe, notes = self._loader(name), []
         if loras:
-            names = pipe.load_lora_weights(self.adapter_folder(loras))
-            notes.append(f"LoRA on {len(names)} layers")
+            from hwaksan.nets.adapters import lora_layers
+
+            pipe.load_lora_weights(self.adapter_folder(loras))
+            notes.append(f"LoRA on {len(lora_layers(pipe.unet))} layers")
         if textual_inversions:
             tokens = pipe.load_textual_inversion(self.adapter_folder(textual_inversions))
             notes.append(f"new tokens {', '.join(tokens)}")
@@ -83,8 +85,9 @@ class Models:
         return pipe, notes
 
     def adapter_folder(self, files: Sequence[str]) -> Path:
-        """The uploaded files of one adapter folder (`config.json` + `adapter.safetensors`),
-        gathered into one folder (an upload keeps each file apart); a folder path as it is."""
+        """The uploaded files of one adapter (a LoRA's `pytorch_lora_weights.safetensors`, or a
+        folder's `config.json` + `adapter.safetensors`), gathered into one folder (an upload keeps
+        each file apart); a folder path as it is."""
         paths = [Path(f) for f in files]
         if len(paths) == 1 and paths[0].is_dir():
             return paths[0]
