@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+import hwaksan
+
 pytest.importorskip("accelerate")
 
 
@@ -19,7 +21,9 @@ def _two_ranks(out: Path, *args: str) -> list[dict]:
     if torchrun is None:
         pytest.skip("torchrun is not on PATH")
     tests = Path(__file__).parent
-    env = {**os.environ, "PYTHONPATH": str(tests), "OMP_NUM_THREADS": "1"}
+    package_root = Path(hwaksan.__file__).parents[1]  # the workers import the hwaksan we test
+    path = os.pathsep.join([str(tests), str(package_root)])
+    env = {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1"}
     command = [torchrun, "--standalone", "--nproc_per_node", "2",
                str(tests / "distributed_worker.py"), str(out), *args]  # fmt: skip
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=240)
