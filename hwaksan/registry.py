@@ -51,19 +51,23 @@ def resolve(name_or_path: str | Path) -> Path:
 SHIPPED_ADAPTERS: dict[str, str] = {
     "shapes_t2i_64_controlnet_seg": "ControlNet for shapes_t2i_64: object silhouettes (64 px)",
     "shapes_t2i_64_controlnet_edges": "ControlNet for shapes_t2i_64: edge maps (64 px)",
+    "shapes_t2i_64_ip_adapter": "IP-Adapter for shapes_t2i_64: an image as the prompt",
+    "shapes_t2i_64_watermark_lora": "LoRA for shapes_t2i_64: the watermark look (a LoRA file)",
 }
 
 
 def resolve_adapter(name_or_path: str | Path) -> Path:
     """A shipped adapter's folder for a name, else the given folder (a training run's `model/`
-    inside it); a missing one is a one-line HwaksanError naming the shipped adapters."""
+    inside it) or file; a missing one is a one-line HwaksanError naming the shipped adapters."""
     path = Path(name_or_path)
     if path.is_dir():
         inner = path / "model"
         return inner if (inner / "config.json").exists() else path
     shipped = WEIGHTS_DIR / str(name_or_path)
-    if str(name_or_path) in SHIPPED_ADAPTERS and (shipped / "config.json").exists():
+    if str(name_or_path) in SHIPPED_ADAPTERS and shipped.is_dir():
         return shipped
+    if path.is_file():
+        return path  # a LoRA file
     installed = [name for name in SHIPPED_ADAPTERS if (WEIGHTS_DIR / name).is_dir()]
     raise HwaksanError(
         f"no adapter folder {str(name_or_path)!r}: not a folder, and the shipped adapters are "

@@ -152,3 +152,68 @@ def test_refuses_to_write_into_a_full_folder(tmp_path):
     result = CliRunner().invoke(main, ["export-diffusers", "shapes", str(tmp_path / "out")])
     assert result.exit_code == 2 and "not an empty folder" in result.output
     assert (tmp_path / "out" / "keep.txt").read_text() == "mine"
+
+
+def peft_onto(unet, file):
+    """Our exported LoRA file read onto diffusers' UNet2DModel with peft (it has no loader)."""
+    from peft import LoraConfig, inject_adapter_in_model, set_peft_model_state_dict
+    from safetensors import safe_open
+
+    with safe_open(str(file), "pt") as f:
+        config = json.loads(f.metadata()["lora_adapter_metadata"])
+        state = {k.removeprefix("unet."): f.get_tensor(k) for k in f.keys()}
+    fields = ("r", "lora_alpha", "target_modules", "rank_pattern", "alpha_pattern")
+    lora = LoraConfig(**{k: config[f"unet.{k}"] for k in fields})
+    inject_adapter_in_model(lora, unet)
+    assert not set_peft_model_state_dict(unet, state).unexpected_keys
+
+
+def test_an_exported_lora_gives_our_outputs_on_diffusers_unet2d(tmp_path):
+    from hwaksan.nets.adapters import inject_lora, lora_layers, lora_target_names
+
+    pipe = random_pipeline(hk.NoiseSchedule.linear(1000), "epsilon", "leading")
+    targets = lora_target_names(pipe.unet, ["to_q", "to_k", "to_v", "to_out", "conv1", "conv_out"])
+    assert any(".attn." in t for t in targets) and any("conv1" in t for t in targets)
+    inject_lora(pipe.unet, targets, r=2, lora_alpha=3.0)
+    generator = torch.Generator().manual_seed(7)
+    for layer in lora_layers(pipe.unet).values():
+        torch.nn.init.normal_(layer.lora_B["default"].weight, std=0.2, generator=generator)
+    before = pipe.generate(2, steps=5, seed=4, output_type="pt")
+    export_diffusers(pipe, tmp_path / "out")
+    file = tmp_path / "out" / "pytorch_lora_weights.safetensors"
+    assert file.is_file()
+
+    ref = diffusers.DDIMPipeline.from_pretrained(tmp_path / "out")
+    ref.set_progress_bar_config(disable=True)
+    call = dict(batch_size=2, num_inference_steps=5, output_type="np")
+    base = ref(generator=torch.Generator().manual_seed(4), **call).images
+    peft_onto(ref.unet, file)
+    theirs = ref(generator=torch.Generator().manual_seed(4), **call).images
+    theirs, base = (torch.from_numpy(x).permute(0, 3, 1, 2) for x in (theirs, base))
+    assert max_diff(before, theirs) < 1e-4
+    pipe.disable_lora()  # the folder's base weights are the model without its LoRA
+    assert max_diff(pipe.generate(2, steps=5, seed=4, output_type="pt"), base) < 1e-4
+    assert (theirs - base).abs().max() > 1e-2
+
+
+def test_export_cli_writes_a_lora_beside_the_model(tmp_path):
+    from hwaksan.nets.adapters import inject_lora, lora_target_names
+
+    pipe = random_pipeline(hk.NoiseSchedule.linear(1000), "epsilon", "leading")
+    pipe.save(tmp_path / "model")
+    inject_lora(pipe.unet, lora_target_names(pipe.unet, ["to_q", "to_v"]), r=2, lora_alpha=2.0)
+    pipe.save_lora_weights(tmp_path / "lora")
+    out = tmp_path / "out"
+    args = ["export-diffusers", str(tmp_path / "model"), str(out), "--lora", str(tmp_path / "lora")]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    from safetensors import safe_open
+
+    with safe_open(str(out / "pytorch_lora_weights.safetensors"), "pt") as f:
+        keys = sorted(f.keys())
+    assert keys and all(
+        k.startswith("unet.mid_block.attentions.0.to_")
+        or k.startswith("unet.down_blocks.1.attentions.0.to_")
+        or k.startswith("unet.up_blocks.0.attentions.")
+        for k in keys
+    ), keys

@@ -209,3 +209,70 @@ def test_bad_folders_are_one_line_errors(sd_folder, pixel_folder, tmp_path):
 def test_without_diffusers_a_one_line_error(pixel_folder, monkeypatch):
     monkeypatch.setitem(sys.modules, "diffusers", None)
     check_error(pixel_folder, r"pip install 'hwaksan\[diffusers\]'")
+
+
+def kohya_lora(path, unet_layers, text_layers, rank=2):
+    """A kohya-format LoRA file (sd-scripts' keys: "lora_unet_<layer with _>", "lora_down",
+    "lora_up" and a scalar alpha) for the named layers of a diffusers U-Net and CLIP encoder."""
+    from safetensors.torch import save_file
+
+    generator = torch.Generator().manual_seed(5)
+    tensors = {}
+    for prefix, layers in [("lora_unet_", unet_layers), ("lora_te_", text_layers)]:
+        for name, module in layers.items():
+            key = prefix + name.replace(".", "_")
+            if isinstance(module, torch.nn.Conv2d):
+                k = module.kernel_size
+                down = (rank, module.in_channels, *k)
+                up = (module.out_channels, rank, 1, 1)
+            else:
+                down, up = (rank, module.in_features), (module.out_features, rank)
+            tensors[f"{key}.lora_down.weight"] = 0.3 * torch.randn(down, generator=generator)
+            tensors[f"{key}.lora_up.weight"] = 0.3 * torch.randn(up, generator=generator)
+            tensors[f"{key}.alpha"] = torch.tensor(1.0)  # scale alpha / rank = 0.5
+    save_file(tensors, str(path))
+    return path
+
+
+def test_a_kohya_lora_on_an_imported_folder_changes_it_as_diffusers_loader_does(
+    sd_folder, tmp_path
+):
+    ref = diffusers.StableDiffusionPipeline.from_pretrained(sd_folder)
+    ref.set_progress_bar_config(disable=True)
+    block = "down_blocks.0.attentions.0"
+    unet_layers = {f"{block}.transformer_blocks.0.{a}.{p}": None for a in ("attn1", "attn2")
+                   for p in ("to_q", "to_k", "to_v", "to_out.0")}  # fmt: skip
+    unet_layers.update({f"{block}.proj_in": None, "up_blocks.1.resnets.0.conv1": None,
+                        f"{block}.transformer_blocks.0.ff.net.2": None})  # fmt: skip
+    unet_layers = {name: ref.unet.get_submodule(name) for name in unet_layers}
+    text_layers = {f"encoder.layers.{i}.self_attn.{p}": None for i in (0, 1)
+                   for p in ("q_proj", "v_proj", "out_proj")}  # fmt: skip
+    # kohya writes CLIP's layers under "text_model." (transformers 4's CLIPTextModel wrapper)
+    text_layers = {f"text_model.{name}": ref.text_encoder.get_submodule(name)
+                   for name in text_layers}  # fmt: skip
+    lora = kohya_lora(tmp_path / "kohya.safetensors", unet_layers, text_layers)
+
+    latents = torch.randn((2, 4, 8, 8), generator=torch.Generator().manual_seed(0))
+    call = dict(negative_prompt=[NEGATIVE] * 2, num_inference_steps=4, guidance_scale=3.0,
+                latents=latents, output_type="pt")  # fmt: skip
+    before = ref([PROMPT] * 2, **call).images
+    ref.load_lora_weights(str(lora))
+    theirs = ref([PROMPT] * 2, **call).images  # (2, 3, 16, 16) in [0, 1]
+    assert (theirs - before).abs().max() > 1e-2  # the LoRA changes diffusers' images
+
+    pipe = hk.load(sd_folder, device="cpu")
+    pipe.load_lora_weights(lora)
+    from hwaksan.nets.adapters import lora_layers
+
+    assert len(lora_layers(pipe.unet)) == len(unet_layers)
+    assert len(lora_layers(pipe.text_encoder)) == len(text_layers)
+    args = dict(sampler="ddim", steps=4, seed=0, prompt=PROMPT, guidance_scale=3.0)
+    ours = pipe.generate(2, negative_prompt=NEGATIVE, output_type="pt", **args)
+    assert max_diff(ours, theirs) < 1e-4
+
+    # saved by us in peft's keys (diffusers' names, no wrapper), diffusers' loader reads it back
+    saved = pipe.save_lora_weights(tmp_path / "ours")
+    again = diffusers.StableDiffusionPipeline.from_pretrained(sd_folder)
+    again.set_progress_bar_config(disable=True)
+    again.load_lora_weights(str(saved))
+    assert (again([PROMPT] * 2, **call).images - theirs).abs().max() < 1e-5

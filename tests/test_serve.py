@@ -210,16 +210,41 @@ def test_lora_and_textual_inversion_files_load_like_the_pipeline_methods(tmp_pat
     values = {"prompt": "a <cat> circle"}
     models = _models(base)
     loras, tis = _uploaded(tmp_path / "lora", tmp_path), _uploaded(tmp_path / "ti", tmp_path)
-    result = generate_images(models, "tiny", SETTINGS, values, loras, tis)
+    result = generate_images(models, "tiny", SETTINGS, values, [loras, tis])
     layers = len(lora_target_names(base.unet))
     assert result.message.endswith(f"LoRA on {layers} layers; new tokens <cat>"), result.message
     expected = trained.generate(2, sampler="ddim", steps=4, seed=3, prompt="a <cat> circle")
     assert np.array_equal(_pixels(result.images), _pixels(expected))
     plain = generate_images(models, "tiny", SETTINGS, {"prompt": "a red circle"})
-    adapted = generate_images(models, "tiny", SETTINGS, {"prompt": "a red circle"}, loras)
+    adapted = generate_images(models, "tiny", SETTINGS, {"prompt": "a red circle"}, [loras])
     assert not np.array_equal(_pixels(plain.images), _pixels(adapted.images))
-    wrong = generate_images(models, "tiny", SETTINGS, values, tis)  # a TI folder as a LoRA
-    assert wrong.images is None and "not a LoRA file" in wrong.message
+    wrong = generate_images(models, "tiny", SETTINGS, values, [tis[1:]])  # config.json alone
+    assert wrong.images is None and wrong.message.startswith("error: "), wrong.message
+    assert "\n" not in wrong.message
+
+
+def test_shipped_adapters_add_their_fields_and_steer_the_images():
+    models = Models()
+    assert {"shapes_t2i_64_controlnet_seg", "shapes_t2i_64_ip_adapter",
+            "shapes_t2i_64_watermark_lora"} <= set(models.adapter_choices)  # fmt: skip
+    plain = model_form(models, "shapes_t2i_64").inputs
+    control = model_form(models, "shapes_t2i_64", ["shapes_t2i_64_controlnet_seg"]).inputs
+    both = model_form(models, "shapes_t2i_64", ["shapes_t2i_64_controlnet_seg",
+                                                 "shapes_t2i_64_ip_adapter"]).inputs  # fmt: skip
+    assert "control_image" not in plain and "ip_adapter_image" not in plain
+    assert set(control) - set(plain) == {"control_image"}
+    assert set(both) - set(plain) == {"control_image", "ip_adapter_image"}
+    mask = Image.new("RGB", (64, 64))
+    mask.paste((255, 255, 255), (8, 8, 28, 28))
+    settings = dict(sampler="ddim", steps=3, seed=1, n=1)
+    values = {"prompt": "a red circle", "control_image": mask}
+    steered = generate_images(models, "shapes_t2i_64", settings, values,
+                              ["shapes_t2i_64_controlnet_seg"])  # fmt: skip
+    assert steered.images and steered.message.endswith("ControlNet attached"), steered.message
+    bare = generate_images(models, "shapes_t2i_64", settings, values)  # no ControlNet: no field
+    assert not np.array_equal(_pixels(steered.images), _pixels(bare.images))
+    wrong = generate_images(models, "shapes", settings, {}, ["shapes_t2i_64_ip_adapter"])
+    assert wrong.images is None and "text-to-image" in wrong.message, wrong.message
 
 
 def test_serve_checks_its_options_then_launches_on_loopback(monkeypatch):

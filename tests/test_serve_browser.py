@@ -144,3 +144,24 @@ def test_bad_inputs_are_one_sentence_on_the_page(page):
     page.get_by_role("option", name="digits", exact=True).click()  # the form follows the model
     page.wait_for_selector("#class_labels", state="visible")
     assert not page.is_visible("#prompt") and page.input_value("#steps input") == "50"
+
+
+def test_a_shipped_controlnet_adds_its_image_field_and_steers(page, tmp_path):
+    page.click("#model input")
+    page.get_by_role("option", name="shapes_t2i_64", exact=True).click()
+    page.wait_for_selector("#prompt textarea", state="visible")
+    assert not page.is_visible("#control_image")
+    page.get_by_text("Adapters: LoRA").click()  # open the accordion
+    page.click("#adapters input")
+    page.get_by_role("option", name="shapes_t2i_64_controlnet_seg", exact=True).click()
+    page.wait_for_selector("#control_image", state="visible")  # the form follows the adapter
+    mask = Image.new("RGB", (64, 64))
+    mask.paste((255, 255, 255), (8, 8, 28, 28))
+    mask.save(tmp_path / "mask.png")
+    page.set_input_files("#control_image input[type=file]", str(tmp_path / "mask.png"))
+    page.fill("#prompt textarea", "a red circle")
+    _set(page, "#steps input", "3")
+    _set(page, "#count input[type=number]", "1")
+    page.click("#generate")
+    status = _status(page, "1 image(s) in")
+    assert status.endswith("ControlNet attached"), status

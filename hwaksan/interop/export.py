@@ -26,9 +26,15 @@ from hwaksan.interop.require import require_diffusers
 from hwaksan.interop.scheduler import scheduler_config
 from hwaksan.pipeline.pipeline import Pipeline
 
-# Writers of what the base weights leave out, called as writer(pipe, folder) on the folder being
-# written; the LoRA exporter appends one that writes a model's LoRA layers in diffusers' keys.
-ATTACHMENT_WRITERS: list[Callable[[Pipeline, Path], None]] = []
+
+def _attachment_writers() -> list[Callable[[Pipeline, Path], object]]:
+    """Writers of what the base weights leave out, each called as writer(pipe, folder) on the
+    folder being written: the LoRA adapters in diffusers' keys (`export_lora`)."""
+    from hwaksan.interop.export_lora import write_lora
+
+    return [write_lora]
+
+
 ENCODER_MISMATCH = (
     "the KL autoencoder's encoder does not map onto diffusers' AutoencoderKL (its downsampling "
     "pads every side by 1, diffusers' pads right and bottom only)"
@@ -56,7 +62,7 @@ def export_diffusers(pipe: Pipeline, out: str | Path, decoder_only: bool = False
     def write(tmp: Path) -> None:
         folder.save_pretrained(tmp)
         _note_in_index(tmp, {k: v for k, v in extra.items() if v is not None})
-        for writer in ATTACHMENT_WRITERS:
+        for writer in _attachment_writers():
             writer(pipe, tmp)
 
     return _write_whole(Path(out), write)
@@ -107,17 +113,11 @@ def _load_renamed(theirs: nn.Module, ours: nn.Module, names: dict[str, str]) -> 
 
 def base_weights(module: nn.Module) -> dict[str, torch.Tensor]:
     """`module`'s state dict without attachments: a LoRA-wrapped layer's base weights under the
-    layer's own name; its LoRA tensors are left to `ATTACHMENT_WRITERS` (none: an error)."""
+    layer's own name (its LoRA tensors are the attachment writers' to write)."""
     state = {}
     for key, value in module.state_dict().items():
-        if ".lora_A." in key or ".lora_B." in key:
-            if not ATTACHMENT_WRITERS:
-                raise HwaksanError(
-                    "the model carries LoRA layers, which export-diffusers cannot write yet; "
-                    "export the model without them"
-                )
-            continue
-        state[key.replace(".base.", ".")] = value
+        if ".lora_A." not in key and ".lora_B." not in key:
+            state[key.replace(".base_layer.", ".")] = value
     return state
 
 

@@ -33,6 +33,11 @@ class DiffusersUNet(nn.Module):
         self.model = model
         self.conditional = hasattr(model.config, "cross_attention_dim")
 
+    @property
+    def exchange_root(self) -> nn.Module:
+        """The module whose layer names exchanged files (LoRA) use: diffusers' own U-Net."""
+        return self.model
+
     def forward(
         self,
         x: torch.Tensor,

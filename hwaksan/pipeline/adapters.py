@@ -20,14 +20,29 @@ class AdapterLoaders:
     """`Pipeline` methods that load adapters onto its networks, switch them and save them."""
 
     def load_adapter(self, path: str | Path, **options: Any) -> Any:
-        """Any adapter folder onto the component its type attaches to (`ADAPTER_TYPES`)."""
-        from hwaksan.nets.adapters import load_adapter
-        from hwaksan.nets.controlnet import ControlNet
+        """Any adapter onto this model, by what it is: a LoRA file (or a folder with one) through
+        `load_lora_weights`; an adapter folder through its type's loader (`load_controlnet`,
+        `load_ip_adapter`, `load_textual_inversion`); a shipped adapter by name. What that
+        loader returns; `options` go to it."""
+        import json
 
-        loaded = load_adapter(path, self._adapter_components(), **options)
-        if isinstance(loaded, ControlNet):
-            self.load_controlnet(loaded)
-        return loaded
+        from hwaksan.nets.adapters.folder import ADAPTER_KIND
+        from hwaksan.registry import resolve_adapter
+
+        found = resolve_adapter(path)
+        try:
+            config = json.loads((found / "config.json").read_text()) if found.is_dir() else {}
+        except (OSError, ValueError):
+            config = {}
+        if not isinstance(config, dict) or config.get("model_kind") != ADAPTER_KIND:
+            return self.load_lora_weights(found, **options)
+        loaders = {"controlnet": self.load_controlnet, "ip_adapter": self.load_ip_adapter,
+                   "textual_inversion": self.load_textual_inversion}  # fmt: skip
+        kind = config.get("adapter_type")
+        if kind not in loaders:
+            raise HwaksanError(f"{found} holds an adapter of unknown type {kind!r}; known: "
+                               f"{', '.join(loaders)}")  # fmt: skip
+        return loaders[kind](found, **options)
 
     def load_controlnet(self, controlnet: str | Path | Any) -> Any:
         """A ControlNet (a folder, or a `ControlNet`) steering the denoiser: `generate` then reads
@@ -59,11 +74,10 @@ class AdapterLoaders:
         `lora_formats` reads, onto the denoiser and text encoder, frozen and active at weight 1;
         the adapter's name."""
         from hwaksan.nets.adapters import load_lora_onto, read_lora_file
-        from hwaksan.registry import WEIGHTS_DIR
+        from hwaksan.registry import SHIPPED_ADAPTERS, resolve_adapter
 
-        shipped = WEIGHTS_DIR / str(path)
-        if not Path(path).exists() and "/" not in str(path) and shipped.is_dir():
-            path = shipped
+        if not Path(path).exists() and str(path) in SHIPPED_ADAPTERS:
+            path = resolve_adapter(path)
         tensors, metadata = read_lora_file(path)
         taken = self.get_list_adapters()
         name = adapter_name or next(f"default_{i}" for i in range(len(taken) + 1)
@@ -179,7 +193,9 @@ class AdapterLoaders:
         if self.text_encoder is None:
             raise HwaksanError("an IP-Adapter attaches to a text-to-image model; this is not one")
         self.unload_ip_adapter()
-        folder = _adapter_folder(path)
+        from hwaksan.registry import resolve_adapter
+
+        folder = resolve_adapter(path)
         adapter = load_adapter(folder, self._adapter_components(), "ip_adapter", scale=scale)
         self.parts.append(IPAdapterImage(adapter, load_mini_clip("mini_clip")))
         return adapter
@@ -217,16 +233,3 @@ class AdapterLoaders:
         from hwaksan.nets.adapters import adapter_names
 
         return adapter_names(module)
-
-
-def _adapter_folder(path: str | Path) -> Path:
-    """An adapter folder from a path, a training run's folder (its `model/`), or a shipped name."""
-    from hwaksan.registry import WEIGHTS_DIR
-
-    folder = Path(path)
-    if (folder / "model" / "config.json").exists():
-        return folder / "model"
-    shipped = WEIGHTS_DIR / str(path)
-    if not folder.exists() and (shipped / "config.json").exists():
-        return shipped
-    return folder

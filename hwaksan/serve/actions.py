@@ -40,9 +40,10 @@ class Result:
     message: str
 
 
-def model_form(models: Models, name: str) -> ModelForm:
-    """The form for model `name` (loaded now, then kept); HwaksanError for a bad name."""
-    pipe, _ = models.pipeline(name)
+def model_form(models: Models, name: str, adapters: Sequence = ()) -> ModelForm:
+    """The form for model `name` with `adapters` attached (loaded now, then kept): a ControlNet
+    adds its control image, an IP-Adapter its image prompt; HwaksanError for a bad name."""
+    pipe, _ = models.pipeline(name, adapters)
     c, h, w = pipe.image_shape
     kind = SHIPPED.get(name, str(name))
     about = f"{kind}; {w}x{h} {'RGB' if c == 3 else f'{c}-channel'} images"
@@ -51,17 +52,17 @@ def model_form(models: Models, name: str) -> ModelForm:
 
 def generate_images(
     models: Models, name: str, settings: dict[str, Any], values: dict[str, Any],
-    loras: Sequence[str] = (), textual_inversions: Sequence[str] = (),
-    report: Report | None = None,
+    adapters: Sequence = (), report: Report | None = None,
 ) -> Result:  # fmt: skip
     """The form's images: `settings` (sampler, steps, seed, n), `values` (every widget's value,
-    by input name), adapter files; a bad value or a HwaksanError is a one-sentence message."""
+    by input name), `adapters` (shipped names, paths, or an upload's files each); a bad value or
+    a HwaksanError is a one-sentence message."""
     report = report or (lambda fraction, text: None)
     try:
         if models.busy(name):
             report(0.0, f"queued: another generation on {name} runs first")
         with models.turn(name):
-            pipe, notes = models.pipeline(name, loras or (), textual_inversions or ())
+            pipe, notes = models.pipeline(name, adapters)
             request = checked_request(pipe, values=values, **settings)
             start = time.perf_counter()
             images = run_request(pipe, request, report)

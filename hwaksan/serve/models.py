@@ -16,7 +16,7 @@ from pathlib import Path
 from hwaksan.errors import HwaksanError
 from hwaksan.model_folder import MODEL_KIND, load
 from hwaksan.pipeline import Pipeline
-from hwaksan.registry import SHIPPED, WEIGHTS_DIR
+from hwaksan.registry import SHIPPED, SHIPPED_ADAPTERS, WEIGHTS_DIR
 
 KEEP_LOADED = 4  # pipelines kept in memory (a model with other adapters is another one)
 
@@ -32,13 +32,14 @@ def shipped_models() -> list[str]:
 
 
 class Models:
-    """`choices`: the offered names first, then every shipped model. `pipeline(name, loras,
-    textual_inversions)` loads (and keeps) a model with those adapter files; `turn(name)` holds
-    that model for one generation."""
+    """`choices`: the offered names first, then every shipped model; `adapter_choices`: the
+    shipped adapters. `pipeline(name, adapters)` loads (and keeps) a model with those adapters;
+    `turn(name)` holds that model for one generation."""
 
     def __init__(self, offered: Sequence[str] = (), loader: Callable[[str], Pipeline] = load,
                  keep: int = KEEP_LOADED) -> None:  # fmt: skip
         self.choices = list(dict.fromkeys([*map(str, offered), *shipped_models()]))
+        self.adapter_choices = [n for n in SHIPPED_ADAPTERS if (WEIGHTS_DIR / n).is_dir()]
         self._loader, self._keep = loader, keep
         self._loaded: OrderedDict[tuple, tuple[Pipeline, list[str]]] = OrderedDict()
         self._locks: dict[str, threading.Lock] = {}
@@ -58,26 +59,21 @@ class Models:
         lock = self._locks.get(name)
         return lock is not None and lock.locked()
 
-    def pipeline(self, name: str, loras: Sequence[str] = (),
-                 textual_inversions: Sequence[str] = ()) -> tuple[Pipeline, list[str]]:  # fmt: skip
-        """The model with the adapter files loaded (`load_lora_weights`,
-        `load_textual_inversion`), and a note per adapter on what it added."""
+    def pipeline(self, name: str, adapters: Sequence[str | Sequence[str]] = ()
+                 ) -> tuple[Pipeline, list[str]]:  # fmt: skip
+        """The model with `adapters` loaded in order (`Pipeline.load_adapter`: LoRA, textual
+        inversion, ControlNet, IP-Adapter), each a shipped adapter's name, a path, or an upload's
+        files; and a note per adapter on what it added."""
         if not str(name).strip():
             raise HwaksanError("choose a model: a shipped name or a model folder")
-        key = (name, tuple(map(str, loras)), tuple(map(str, textual_inversions)))
+        paths = [a if isinstance(a, (str, Path)) else self.adapter_folder(a) for a in adapters]
+        key = (name, tuple(map(str, paths)))
         with self._guard:
             if key in self._loaded:
                 self._loaded.move_to_end(key)
                 return self._loaded[key]
-        pipe, notes = self._loader(name), []
-        if loras:
-            from hwaksan.nets.adapters import lora_layers
-
-            pipe.load_lora_weights(self.adapter_folder(loras))
-            notes.append(f"LoRA on {len(lora_layers(pipe.unet))} layers")
-        if textual_inversions:
-            tokens = pipe.load_textual_inversion(self.adapter_folder(textual_inversions))
-            notes.append(f"new tokens {', '.join(tokens)}")
+        pipe = self._loader(name)
+        notes = [_note(pipe, pipe.load_adapter(path)) for path in paths]
         with self._guard:
             self._loaded[key] = (pipe, notes)
             while len(self._loaded) > self._keep:
@@ -97,3 +93,14 @@ class Models:
         for path in paths:
             shutil.copyfile(path, folder / path.name)
         return folder
+
+
+def _note(pipe: Pipeline, loaded: object) -> str:
+    """One line on what `Pipeline.load_adapter` added: its return value says which kind."""
+    if isinstance(loaded, str):  # a LoRA's adapter name
+        from hwaksan.nets.adapters import lora_layers
+
+        return f"LoRA on {len(lora_layers(pipe.unet))} layers"
+    if isinstance(loaded, list):  # textual inversion's tokens
+        return f"new tokens {', '.join(loaded)}"
+    return f"{type(loaded).__name__} attached"

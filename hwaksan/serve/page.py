@@ -57,32 +57,41 @@ def build_page(models: Models) -> gr.Blocks:
                     seed = gr.Number(0, label="Seed", precision=0, elem_id="seed")
                     count = gr.Slider(1, MAX_IMAGES, value=4, step=1, label="Images",
                                       elem_id="count")  # fmt: skip
-                with gr.Accordion("Adapters: LoRA, textual inversion", open=False):
-                    loras = gr.File(
-                        file_count="multiple",
-                        elem_id="lora",
-                        label="LoRA folder's files (config.json, adapter.safetensors)",
-                    )
-                    tis = gr.File(file_count="multiple", elem_id="textual_inversion",
-                                  label="Textual-inversion folder's files")  # fmt: skip
+                with gr.Accordion("Adapters: LoRA, textual inversion, ControlNet, IP-Adapter",
+                                  open=False):  # fmt: skip
+                    shipped = gr.Dropdown(models.adapter_choices, value=[], multiselect=True,
+                                          label="Shipped adapters", elem_id="adapters",
+                                          info="each must fit the model")  # fmt: skip
+                    uploads = [gr.File(file_count="multiple", elem_id=f"upload_{i}",
+                                       label=f"Adapter {i}: a LoRA file, or an adapter folder's "
+                                       "files (config.json, adapter.safetensors)")
+                               for i in (1, 2)]  # fmt: skip
                 button = gr.Button("Generate", variant="primary", elem_id="generate")
             with gr.Column(scale=3):
                 status = gr.Textbox(label="Status", interactive=False, elem_id="status")
                 gallery = gr.Gallery(label="Images", format="png", columns=4, elem_id="gallery",
                                      buttons=["download", "fullscreen"])  # fmt: skip
-        settings = [model, sampler, steps, seed, count, loras, tis]
-        _wire(models, page, model, fields, [sampler, steps, about, status], settings, button,
-              [gallery, status])  # fmt: skip
+        adapters = [shipped, *uploads]
+        settings = [model, sampler, steps, seed, count, *adapters]
+        _wire(models, page, [model, *adapters], fields, [sampler, steps, about, status], settings,
+              button, [gallery, status])  # fmt: skip
     return page
 
 
-def _wire(models, page, model, fields, model_outputs, settings, button, outputs) -> None:
-    """The events: choosing a model sets the fields; Generate (or Enter in a text field) runs."""
+def _adapters(shipped, *uploads) -> list:
+    """The adapter widgets' values as `Models.pipeline` takes them: shipped names, then each
+    upload's files."""
+    return [*(shipped or []), *(files for files in uploads if files)]
+
+
+def _wire(models, page, chosen, fields, model_outputs, settings, button, outputs) -> None:
+    """The events: choosing a model or adapters sets the fields; Generate (or Enter in a text
+    field) runs. `chosen`: the model widget, then the adapter widgets."""
     names = list(fields)
 
-    def on_model(name):
+    def on_model(name, *adapters):
         try:
-            form = model_form(models, name)
+            form = model_form(models, name, _adapters(*adapters))
         except (HwaksanError, ValueError) as e:
             return [gr.update() for _ in names] + [gr.update()] * 3 + ["error: " + one_sentence(e)]
         shown = [gr.update(visible=n in form.inputs) for n in names]
@@ -92,18 +101,19 @@ def _wire(models, page, model, fields, model_outputs, settings, button, outputs)
             )
         return shown + [form.sampler, form.steps, form.about, ""]
 
-    def on_generate(name, sampler, steps, seed, n, lora_files, ti_files, *values,
+    def on_generate(name, sampler, steps, seed, n, shipped, upload_1, upload_2, *values,
                     progress=gr.Progress()):  # fmt: skip
         result = generate_images(
             models, name, dict(sampler=sampler, steps=steps, seed=seed, n=n),
-            dict(zip(names, values)), lora_files or (), ti_files or (),
+            dict(zip(names, values)), _adapters(shipped, upload_1, upload_2),
             report=lambda fraction, text: progress(fraction, desc=text),
         )  # fmt: skip
         return (gr.skip() if result.images is None else result.images), result.message
 
     field_list = list(fields.values())
-    page.load(on_model, model, field_list + model_outputs)
-    model.change(on_model, model, field_list + model_outputs)
+    page.load(on_model, chosen, field_list + model_outputs)
+    for widget in chosen:
+        widget.change(on_model, chosen, field_list + model_outputs)
     run = dict(
         fn=on_generate, inputs=settings + field_list, outputs=outputs, concurrency_limit=None
     )  # one at a time per model: Models.turn

@@ -25,9 +25,12 @@ BASE_KEY = "hwaksan_base"  # metadata: what the LoRA was trained on (informative
 def lora_weights(
     components: dict[str, nn.Module | None], adapter_name: str = "default"
 ) -> dict[str, LoRAWeights]:
-    """One adapter of every component, canonical: {"<component>.<layer>": LoRAWeights}."""
+    """One adapter of every component, canonical: {"<component>.<layer>": LoRAWeights}, layers
+    named as in the component's `exchange_root` (a wrapped diffusers or transformers model: the
+    names its own library's files use)."""
     out = {}
     for component, module in components.items():
+        module = getattr(module, "exchange_root", module)
         for name, layer in lora_layers(module).items() if module is not None else []:
             if adapter_name in layer.r:
                 out[f"{component}.{name}"] = LoRAWeights(

@@ -127,10 +127,26 @@ def canonical(
     return weights
 
 
+# wrappers some files name that the model may not have: CLIP's layers are "text_model.encoder..."
+# in transformers 4 (and in every kohya file), "encoder..." in transformers 5
+OPTIONAL_WRAPPERS = ("text_model",)
+
+
 def resolve_layer(model: nn.Module, name: str) -> str:
     """The real name in `model` of a layer written `name`: itself, the unique module whose dotted
     tail is `name` (a wrapped model), or whose name or tail reads `name` with "_" for "."
-    (kohya); diffusers' `to_out.0` is our `to_out`. Unresolved: `name` itself."""
+    (kohya); diffusers' `to_out.0` is our `to_out`; a leading `OPTIONAL_WRAPPERS` name the model
+    lacks is dropped. Unresolved: `name` itself."""
+    found = _resolve(model, name)
+    for wrapper in OPTIONAL_WRAPPERS:
+        for sep in (".", "_"):
+            if found is None and name.startswith(wrapper + sep):
+                found = _resolve(model, name[len(wrapper) + 1 :])
+    return name if found is None else found
+
+
+def _resolve(model: nn.Module, name: str) -> str | None:
+    """`resolve_layer` without the wrappers: None when nothing matches."""
     index = _layer_index(model)
     for candidate in (name, name.removesuffix(".0"), f"{name}.0"):
         if candidate in index["exact"]:
@@ -145,7 +161,7 @@ def resolve_layer(model: nn.Module, name: str) -> str:
             return next(iter(found))
         if len(found) > 1:
             raise HwaksanError(f"the LoRA layer {name!r} could be any of {sorted(found)[:3]}")
-    return name
+    return None
 
 
 def _layer_index(model: nn.Module) -> dict[str, dict]:

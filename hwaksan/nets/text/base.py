@@ -92,6 +92,11 @@ class HFTextEncoder(TextEncoder):
     tokenizer: object
     model: nn.Module
 
+    @property
+    def exchange_root(self) -> nn.Module:
+        """The module whose layer names exchanged files (LoRA) use: the transformers model."""
+        return self.model
+
     def tokenize(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         from hwaksan.nets.text.tokenizer import warn_truncated
 
