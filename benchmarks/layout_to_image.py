@@ -1,6 +1,9 @@
 """Layout-to-image read by the detector: for held-out shapes layouts of 1-3 boxes, the share of
 boxes where an object of the right label (color and shape) is found with IoU >= 0.7, and the
-mean best IoU.
+mean best IoU. Beside it, on the same scenes of 1-2 objects, the text-to-image model
+(`--baseline`, `shapes_t2i_64`) told the scene in words, the prompt score's phrasing ("a red
+circle in the top left"; two objects: "a red circle to the left of a blue square"), without and
+with layout guidance on the relation.
 
     python benchmarks/layout_to_image.py --model runs/layout/model --n 100
 """
@@ -41,6 +44,19 @@ def score(images, layouts, resolution: int) -> dict:
             "iou_0.7_and_label": sum(v >= 0.7 for v in ious) / len(ious)}  # fmt: skip
 
 
+def scene_prompt(scene) -> str:
+    """The text-to-image model's prompt for a scene of 1-2 objects: the prompt score's phrasing."""
+    from prompt_score import _phrase, _where
+
+    from hwaksan.data.shapes.captions import RELATION_WORDS
+
+    a = scene.objects[0]
+    if len(scene.objects) == 1:
+        return f"{_phrase(a)} {_where(a)}"
+    relation = RELATION_WORDS[scene.relation(0, 1)][0]
+    return f"{_phrase(a)} {relation} {_phrase(scene.objects[1])}"
+
+
 def main() -> None:
     import hwaksan as hk
     from hwaksan.data import shapes
@@ -48,18 +64,43 @@ def main() -> None:
 
     p = argparse.ArgumentParser()
     p.add_argument("--model", default="shapes_layout")
+    p.add_argument("--baseline", default="shapes_t2i_64", help="'none': no baseline")
     p.add_argument("--n", type=int, default=100)
     p.add_argument("--guidance-scale", type=float, default=3.0)
+    p.add_argument("--baseline-guidance", type=float, default=4.0)
+    p.add_argument("--steps", type=int, default=25)
     a = p.parse_args()
     pipe = hk.load(a.model, device="cpu")
     r = pipe.image_shape[-1]
     config = shapes.ShapesConfig(resolution=r, min_objects=1, max_objects=3)
     images, scenes = shapes.render_batch(a.n, seed=SEED, config=config)
     layouts = [scene_layout(s) for s in scenes]
-    out = pipe.generate(a.n, layout=layouts, guidance_scale=a.guidance_scale, output_type="pt")
-    rows = {"model": score(out, layouts, r), "the scenes themselves": score(images, layouts, r)}
-    table = [f"# Layout-to-image ({a.model}, {a.n} held-out layouts of 1-3 boxes, guidance "
-             f"{a.guidance_scale:g})", "",
+    out = pipe.generate(a.n, layout=layouts, guidance_scale=a.guidance_scale, steps=a.steps,
+                        output_type="pt")  # fmt: skip
+    few = [i for i, s in enumerate(scenes) if len(s.objects) <= 2]
+    sub = [layouts[i] for i in few]
+    rows = {
+        f"{a.model}, 1-3 boxes": score(out, layouts, r),
+        "the scenes themselves, 1-3 boxes": score(images, layouts, r),
+        f"{a.model}, 1-2 boxes": score(out[few], sub, r),
+    }
+    if a.baseline != "none":
+        t2i = hk.load(a.baseline, device="cpu")
+        from prompt_score import layout_relations
+
+        prompts = [scene_prompt(scenes[i]) for i in few]
+        relations = layout_relations(prompts)
+        for layout_scale in (0.0, 1.0):
+            name = f"{a.baseline}, prompt" + (" + layout guidance 1" if layout_scale else "")
+            images_t2i = t2i.generate(
+                len(few), prompt=prompts, guidance_scale=a.baseline_guidance,
+                steps=a.steps, seed=0, output_type="pt", layout_scale=layout_scale,
+                relations=relations if layout_scale else None,
+            )  # fmt: skip
+            rows[f"{name}, 1-2 boxes"] = score(images_t2i, sub, r)
+    table = [f"# Layout-to-image ({a.model}, {a.n} held-out layouts of 1-3 boxes, {len(few)} of "
+             f"them 1-2 boxes; guidance {a.guidance_scale:g}, baseline guidance "
+             f"{a.baseline_guidance:g}, DDIM-{a.steps})", "",
              "| images | boxes | mean IoU | IoU >= 0.7, label right |",
              "|---|---|---|---|"]  # fmt: skip
     table += [f"| {k} | {v['boxes']} | {v['mean_iou']:.2f} | {v['iou_0.7_and_label']:.0%} |"

@@ -88,7 +88,7 @@ def _layouts(pipe, n: int, prompt, relations) -> list:
     if pipe.text_encoder is None:
         raise HwaksanError("relations steer a text model's cross-attention; this is not one")
     relations = list(relations)
-    if relations and isinstance(relations[0][0], str):  # one list of triples for all images
+    if relations and relations[0] and isinstance(relations[0][0], str):  # one list for all
         relations = [relations]
     if len(relations) == 1:
         relations = relations * n

@@ -31,6 +31,7 @@ class LayoutRun:
     preset: str = "tiny"
     unet_overrides: dict = field(default_factory=dict)
     encoder: dict = field(default_factory=dict)  # LayoutEncoderConfig overrides
+    init_from: str | None = None  # a trained model whose U-Net weights start this one's
     cond_drop_prob: float = 0.1
     prediction_type: str = "v_prediction"
     sample_steps: int = 25
@@ -54,6 +55,10 @@ def run_layout(run: LayoutRun) -> tuple[Pipeline, TrainResult]:
     dataset = WithLayouts(space.dataset, scenes, encoder.config)
     unet = build_unet(run.preset, in_channels=space.channels, resolution=space.resolution,
                       context_dim=encoder.hidden_size, **run.unet_overrides)  # fmt: skip
+    if run.init_from is not None:  # e.g. a text-to-image model: it already draws the objects
+        from hwaksan.runs.diffusion import init_from
+
+        init_from(unet, run.init_from)
     schedule = build_schedule("cosine", 1000)
     recipe = DiffusionRecipe(
         LayoutConditioned(unet, encoder), schedule,
