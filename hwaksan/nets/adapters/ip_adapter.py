@@ -61,8 +61,9 @@ class IPAdapterAttnProcessor(nn.Module):
         to_k, to_v = attn.to_k, attn.to_v
         bias = to_k.bias is not None
         processor = cls(to_k.in_features, to_k.out_features, scale, bias)
-        processor.to_k_ip.load_state_dict(to_k.state_dict())
-        processor.to_v_ip.load_state_dict(to_v.state_dict())
+        for ip, text in ((processor.to_k_ip, to_k), (processor.to_v_ip, to_v)):
+            # the base weights: a LoRA on the text projection is not copied
+            ip.load_state_dict({"weight": text.weight, **({"bias": text.bias} if bias else {})})
         return processor.to(to_k.weight.device, to_k.weight.dtype)
 
     def forward(self, attn, x, context=None, context_mask=None, **kwargs) -> torch.Tensor:

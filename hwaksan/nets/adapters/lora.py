@@ -35,6 +35,16 @@ class LoRALayer(nn.Module):
         self.merged: dict[str, float] = {}  # adapters folded into base_layer.weight, by weight
         self._unmerged_weight: torch.Tensor | None = None  # the weight before the first merge
 
+    def __getattr__(self, name: str):
+        """The wrapped layer's attributes (`in_features`, `kernel_size`, ...) read through, so
+        code written for a plain layer (an IP-Adapter sizing its projections) reads this one."""
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            if name == "base_layer":
+                raise
+            return getattr(self.base_layer, name)
+
     @property
     def weight(self) -> torch.Tensor:
         return self.base_layer.weight
