@@ -21,7 +21,6 @@ from hwaksan.cli.options import (
     InputImage,
     IntList,
     OutputFolder,
-    ReadableImage,
 )
 
 A_PNG = str(Path(__file__).resolve().parent.parent / "docs" / "demo_samples_ddim_50.png")
@@ -104,8 +103,6 @@ def _bad_values(option: click.Option) -> list[str]:
         return ["/nonexistent/in.png", "/etc", "/etc/passwd"]
     if isinstance(kind, OutputFolder):
         return ["/etc/passwd", "/etc/passwd/run"]
-    if isinstance(kind, ReadableImage):
-        return ["/nonexistent/map.png", "/etc", "/etc/passwd"]
     if isinstance(kind, click.Choice):
         return ["nope", ""]
     return []

@@ -257,8 +257,8 @@ def test_cli_trains_resumes_and_generates_with_an_image_prompt(tmp_path, monkeyp
     result = CliRunner().invoke(main, generate)
     assert result.exit_code == 0 and (tmp_path / "g.png").exists(), result.output
     for bad, fragment in [
-        (["--ip-adapter", "run", "--ip-adapter-image", "missing.png"], "not a readable image"),
-        (["--ip-adapter", "run", "--ip-adapter-image", "run/log.csv"], "not a readable image"),
+        (["--ip-adapter", "run", "--ip-adapter-image", "missing.png"], "does not exist"),
+        (["--ip-adapter", "run", "--ip-adapter-image", "run/log.csv"], "not an image PIL can"),
         (["--ip-adapter", "nope", "--ip-adapter-image", "ref.png"], "nope"),
         (["--ip-adapter", "run/model"], "go together"),
     ]:

@@ -13,7 +13,6 @@ from hwaksan.cli.options import (
     ImageFile,
     InputImage,
     PositiveInt,
-    ReadableImage,
 )
 from hwaksan.errors import HwaksanError
 from hwaksan.guidance.layout import LAYOUT_SCALE, RELATIONS
@@ -51,7 +50,7 @@ MAX_IMAGES = 1024  # one grid
 @click.option("--controlnet", default=None,
               help="a ControlNet folder or shipped name that steers the model "
               "(with --control-image)")  # fmt: skip
-@click.option("--control-image", type=ReadableImage(), default=None,
+@click.option("--control-image", type=InputImage(), default=None,
               help="the ControlNet's control map, an image of the model's size "
               "(one for every image)")  # fmt: skip
 @click.option("--controlnet-conditioning-scale", type=FiniteFloat(0, 10), default=1.0,
@@ -59,7 +58,7 @@ MAX_IMAGES = 1024  # one grid
               help="strength of the ControlNet (0 = the model alone)")  # fmt: skip
 @click.option("--ip-adapter", default=None, metavar="PATH",
               help="an IP-Adapter folder: prompt with --ip-adapter-image too")  # fmt: skip
-@click.option("--ip-adapter-image", default=None, metavar="IMG",
+@click.option("--ip-adapter-image", type=InputImage(), default=None,
               help="the image prompt (any size; RGB) for --ip-adapter")  # fmt: skip
 @click.option("--ip-adapter-scale", type=FiniteFloat(0, 10), default=1.0, show_default=True,
               help="weight of the image prompt (0: the text alone)")  # fmt: skip
@@ -209,27 +208,16 @@ def _control(pipe, controlnet, control_image, conditioning_scale) -> dict:
     """The ControlNet attached, and generate's control inputs (none without --controlnet)."""
     if controlnet is None:
         return {}
-    from PIL import Image
-
     pipe.load_controlnet(controlnet)
-    with Image.open(control_image) as image:
-        image = image.convert("RGB")
-    return {"control_image": image, "controlnet_conditioning_scale": conditioning_scale}
+    return {"control_image": control_image, "controlnet_conditioning_scale": conditioning_scale}
 
 
-def _ip_adapter(pipe, path, image_path, scale) -> dict:
-    """Load --ip-adapter onto the pipeline and read --ip-adapter-image: generate's inputs."""
-    if (path is None) != (image_path is None):
+def _ip_adapter(pipe, path, image, scale) -> dict:
+    """Load --ip-adapter onto the pipeline: generate's inputs (--ip-adapter-image, read)."""
+    if (path is None) != (image is None):
         raise HwaksanError("--ip-adapter and --ip-adapter-image go together: give both or neither")
     if path is None:
         return {}
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(image_path) as opened:
-            image = opened.convert("RGB")
-    except (OSError, UnidentifiedImageError) as e:
-        raise HwaksanError(f"--ip-adapter-image {image_path}: not a readable image ({e})") from e
     pipe.load_ip_adapter(path, scale=scale)
     return {"ip_adapter_image": image}
 

@@ -125,26 +125,6 @@ class ImageFile(click.ParamType):
         return str(value)
 
 
-class ReadableImage(click.ParamType):
-    """A path to read an image from: an existing file that PIL can open (a control image)."""
-
-    name = "image"
-
-    def convert(self, value, param, ctx) -> str:
-        from PIL import Image, UnidentifiedImageError
-
-        path = Path(value)
-        if not path.is_file():
-            self.fail(f"{value!r} is not a file" if path.exists() else f"{value!r} does not exist",
-                      param, ctx)  # fmt: skip
-        try:
-            with Image.open(path) as image:
-                image.verify()
-        except (OSError, UnidentifiedImageError, SyntaxError) as e:
-            self.fail(f"{value!r} is not a readable image ({type(e).__name__})", param, ctx)
-        return str(value)
-
-
 class InputImage(click.ParamType):
     """An image file to read: it exists and PIL opens it; the value is the RGB (or, with
     `mode="L"`, greyscale) PIL image."""
@@ -159,8 +139,10 @@ class InputImage(click.ParamType):
 
         if not isinstance(value, (str, os.PathLike)):
             return value  # already an image (a default, or click re-converting)
-        if not Path(value).is_file():
-            self.fail(f"{value!r} is not an image file", param, ctx)
+        path = Path(value)
+        if not path.is_file():
+            self.fail(f"{value!r} is not a file" if path.exists() else f"{value!r} does not exist",
+                      param, ctx)  # fmt: skip
         try:
             with Image.open(value) as image:
                 return image.convert(self.mode)
