@@ -276,3 +276,45 @@ def test_a_kohya_lora_on_an_imported_folder_changes_it_as_diffusers_loader_does(
     again.set_progress_bar_config(disable=True)
     again.load_lora_weights(str(saved))
     assert (again([PROMPT] * 2, **call).images - theirs).abs().max() < 1e-5
+
+
+def test_textual_inversion_files_of_other_tools_load_as_diffusers_loads_them(sd_folder, tmp_path):
+    from safetensors.torch import save_file
+
+    generator = torch.Generator().manual_seed(8)
+    save_file(
+        {"<cat>": torch.randn(32, generator=generator)},
+        str(tmp_path / "learned_embeds.safetensors"),
+    )  # diffusers: one vector
+    save_file(
+        {"emb_params": torch.randn(2, 32, generator=generator)}, str(tmp_path / "dog.safetensors")
+    )  # Automatic1111 in safetensors: two vectors
+    prompt = "a <cat> by a <dog>"
+    ref = diffusers.StableDiffusionPipeline.from_pretrained(sd_folder)
+    ref.set_progress_bar_config(disable=True)
+    ref.load_textual_inversion(str(tmp_path / "learned_embeds.safetensors"))
+    ref.load_textual_inversion(str(tmp_path / "dog.safetensors"), token="<dog>")
+    latents = torch.randn((1, 4, 8, 8), generator=torch.Generator().manual_seed(0))
+    theirs = ref(prompt, num_inference_steps=4, guidance_scale=3.0, latents=latents,
+                 output_type="pt").images  # fmt: skip
+
+    pipe = hk.load(sd_folder, device="cpu")
+    assert pipe.load_textual_inversion(tmp_path / "learned_embeds.safetensors") == ["<cat>"]
+    assert pipe.load_adapter(tmp_path / "dog.safetensors") == ["dog", "dog_1"]  # the file's name
+    pipe = hk.load(sd_folder, device="cpu")
+    pipe.load_adapter(tmp_path / "learned_embeds.safetensors")  # read by what it holds
+    assert pipe.load_textual_inversion(tmp_path / "dog.safetensors", token="<dog>") == [
+        "<dog>", "<dog>_1"]  # fmt: skip
+    ours = pipe.generate(1, prompt=prompt, sampler="ddim", steps=4, seed=0, guidance_scale=3.0,
+                         output_type="pt")  # fmt: skip
+    assert max_diff(ours, theirs) < 1e-4
+    plain = hk.load(sd_folder, device="cpu").generate(
+        1, prompt=prompt, sampler="ddim", steps=4, seed=0, guidance_scale=3.0, output_type="pt"
+    )
+    assert max_diff(plain, theirs) > 1e-3
+    save_file({"a": torch.zeros(32), "b": torch.zeros(32)}, str(tmp_path / "two.safetensors"))
+    with pytest.raises(HwaksanError, match="has 2 tensors"):
+        pipe.load_textual_inversion(tmp_path / "two.safetensors")
+    (tmp_path / "emb.pt").write_bytes(b"pickle")
+    with pytest.raises(HwaksanError, match="only .safetensors"):
+        pipe.load_textual_inversion(tmp_path / "emb.pt")

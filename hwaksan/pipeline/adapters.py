@@ -26,16 +26,16 @@ class AdapterLoaders:
         loader returns; `options` go to it."""
         import json
 
-        from hwaksan.nets.adapters.folder import ADAPTER_KIND
+        from hwaksan.nets.adapters.folder import is_adapter_folder
+        from hwaksan.nets.adapters.lora_file import is_lora_file
         from hwaksan.registry import resolve_adapter
 
         found = resolve_adapter(path)
-        try:
-            config = json.loads((found / "config.json").read_text()) if found.is_dir() else {}
-        except (OSError, ValueError):
-            config = {}
-        if not isinstance(config, dict) or config.get("model_kind") != ADAPTER_KIND:
-            return self.load_lora_weights(found, **options)
+        if not is_adapter_folder(found):  # another tool's file: LoRA or token embeddings
+            if is_lora_file(found):
+                return self.load_lora_weights(found, **options)
+            return self.load_textual_inversion(found, **options)
+        config = json.loads((found / "config.json").read_text())
         loaders = {"controlnet": self.load_controlnet, "ip_adapter": self.load_ip_adapter,
                    "textual_inversion": self.load_textual_inversion}  # fmt: skip
         kind = config.get("adapter_type")
@@ -169,11 +169,23 @@ class AdapterLoaders:
     def load_textual_inversion(
         self, path: str | Path, token: str | list[str] | None = None
     ) -> list[str]:
-        """Learned token embeddings onto the text encoder (`token` renames them); the tokens."""
+        """Learned token embeddings onto the text encoder (`token` renames them); the tokens. A
+        hwaksan adapter folder, or another tool's file (diffusers' `learned_embeds.safetensors`,
+        Automatic1111's "emb_params" in safetensors; n vectors become n tokens)."""
         from hwaksan.nets.adapters import load_adapter
+        from hwaksan.nets.adapters.folder import is_adapter_folder
+        from hwaksan.nets.adapters.textual_inversion_file import load_embedding_file
+        from hwaksan.registry import resolve_adapter
 
+        found = resolve_adapter(path)
+        if not is_adapter_folder(found):
+            if self.text_encoder is None:
+                raise HwaksanError("textual inversion needs a text encoder; this model has none")
+            if isinstance(token, list):
+                raise HwaksanError("a textual-inversion file holds one token: give token= a string")
+            return load_embedding_file(self.text_encoder, found, token)
         components = self._adapter_components()
-        return load_adapter(path, components, "textual_inversion", token=token)
+        return load_adapter(found, components, "textual_inversion", token=token)
 
     def save_textual_inversion(self, path: str | Path, tokens: list[str]) -> Path:
         """The text encoder's embeddings of added `tokens` as an adapter folder."""

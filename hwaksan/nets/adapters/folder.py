@@ -53,6 +53,17 @@ def save_adapter(
     return write_folder(path, saved, {WEIGHTS: tensors}, dtype)
 
 
+def is_adapter_folder(path: str | Path) -> bool:
+    """Whether `path` is a folder whose config.json says it holds a hwaksan adapter."""
+    import json
+
+    try:
+        config = json.loads((Path(path) / "config.json").read_text())
+    except (OSError, ValueError, RecursionError):
+        return False
+    return isinstance(config, dict) and config.get("model_kind") == ADAPTER_KIND
+
+
 def read_adapter(path: str | Path) -> tuple[dict, dict[str, torch.Tensor], Path]:
     """An adapter folder's checked config, its tensors, and the folder."""
     folder = Path(path)

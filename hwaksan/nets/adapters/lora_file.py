@@ -80,6 +80,17 @@ def save_lora_file(
     return file
 
 
+def is_lora_file(path: str | Path) -> bool:
+    """Whether `path` (a file, or a folder with one LoRA file) holds LoRA tensors: some key names
+    a LoRA part ("lora_A", "lora_down", "lora.up", ...); an unreadable file counts as one, so
+    the LoRA reader names the problem."""
+    try:
+        tensors, _ = read_lora_file(path)
+    except HwaksanError:
+        return True
+    return any("lora" in key for key in tensors)
+
+
 def read_lora_file(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """The tensors and metadata of a LoRA file, or of the one LoRA file in a folder."""
     path = Path(path)

@@ -75,13 +75,21 @@ class TextEncoder(nn.Module, ABC):
 
     def forward(self, prompts: str | list[str]) -> TextEncoding:
         prompts = [prompts] if isinstance(prompts, str) else list(prompts)
-        ids, mask = self.tokenize(prompts)
+        ids, mask = self.tokenize(self.expand_tokens(prompts))
         device = next(self.parameters()).device
         return self.encode(ids.to(device), mask.to(device))
 
     def add_tokens(self, tokens: list[str]) -> list[int]:
         """Add new tokens to the vocabulary and grow the embeddings to match; their new ids."""
         raise HwaksanError(f"{type(self).__name__} cannot add tokens")
+
+    def expand_tokens(self, prompts: list[str]) -> list[str]:
+        """Each multi-vector textual-inversion token written out as its n tokens ("<cat>" ->
+        "<cat> <cat>_1", diffusers' `maybe_convert_prompt`); `multi_vector_tokens` says which."""
+        expansions = getattr(self, "multi_vector_tokens", None) or {}
+        for token, written in expansions.items():
+            prompts = [prompt.replace(token, written) for prompt in prompts]
+        return prompts
 
 
 class HFTextEncoder(TextEncoder):
