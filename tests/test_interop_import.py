@@ -5,6 +5,7 @@ import json
 import shutil
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -318,3 +319,43 @@ def test_textual_inversion_files_of_other_tools_load_as_diffusers_loads_them(sd_
     (tmp_path / "emb.pt").write_bytes(b"pickle")
     with pytest.raises(HwaksanError, match="only .safetensors"):
         pipe.load_textual_inversion(tmp_path / "emb.pt")
+
+
+def test_image_inputs_and_layout_guidance_run_on_an_imported_folder(sd_folder):
+    from PIL import Image
+
+    from hwaksan.guidance.attention_maps import CrossAttentionMaps
+
+    pipe = hk.load(sd_folder, device="cpu")
+    args = dict(prompt="r left of b", steps=4, seed=1, output_type="pt")
+    plain = pipe.generate(1, **args)  # (1, 3, 16, 16) in [-1, 1]
+    image = hk.load(sd_folder, device="cpu").generate(1, prompt="red", steps=3, seed=0)[0]
+    assert pipe.generate(1, image=image, strength=0.5, **args).shape == plain.shape  # img2img
+    mask = Image.new("L", image.size)
+    mask.paste(255, (0, 0, 8, 8))
+    painted = pipe.generate(1, image=image, mask_image=mask, **{**args, "output_type": "pil"})[0]
+    kept = torch.ones(16, 16, dtype=torch.bool)
+    kept[:8, :8] = False
+    ours, given = (torch.tensor(np.asarray(im)) for im in (painted, image))
+    assert torch.equal(ours[kept], given[kept])  # RePaint: outside the mask exactly the input
+
+    # layout guidance reads diffusers' own cross-attention: the recorded maps are diffusers'
+    # attention scores, and the relation changes the images; afterwards nothing is left behind
+    unet = pipe.unet.model
+    layer = unet.down_blocks[0].attentions[0].transformer_blocks[0].attn2  # the first one run
+    seen = {}
+    hook = layer.register_forward_hook(
+        lambda m, args, kwargs, out: seen.update(x=args[0], **kwargs), with_kwargs=True
+    )
+    with torch.no_grad(), CrossAttentionMaps(pipe.unet) as recorder:
+        pipe.unet(torch.randn(2, 4, 8, 8), torch.tensor([500, 500]),
+                  context=torch.randn(2, 16, 32))  # fmt: skip
+    hook.remove()
+    x, context = seen["x"], seen["encoder_hidden_states"]  # (2, 64, 8), (2, 16, 32)
+    q, k = layer.head_to_batch_dim(layer.to_q(x)), layer.head_to_batch_dim(layer.to_k(context))
+    theirs = layer.get_attention_scores(q, k).view(2, layer.heads, 64, 16).mean(1)
+    probs, size = recorder.maps[0]
+    assert size == (8, 8) and (probs - theirs).abs().max() < 1e-6
+    guided = pipe.generate(1, relations=[("r", "left of", "b")], layout_scale=1.0, **args)
+    assert (guided - plain).abs().max() > 1e-2
+    assert torch.equal(pipe.generate(1, **args), plain)

@@ -29,22 +29,59 @@ class RecordingProcessor:
         return out
 
 
+class DiffusersRecordingProcessor:
+    """`RecordingProcessor` for diffusers' `Attention` (an imported Stable Diffusion U-Net): its
+    processors take `(attn, hidden_states, encoder_hidden_states, attention_mask, ...)`, and the
+    probabilities are softmax(q k^T * attn.scale) over its `attn.heads` heads, as diffusers'
+    `get_attention_scores` computes them."""
+
+    def __init__(self, inner, record) -> None:
+        self.inner, self.record = inner, record
+
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None,
+                 *args, **kwargs):  # fmt: skip
+        out = self.inner(attn, hidden_states, encoder_hidden_states, attention_mask, *args,
+                         **kwargs)  # fmt: skip
+        if encoder_hidden_states is not None and hidden_states.dim() == 3:
+            B, N, _ = hidden_states.shape
+            q = attn.to_q(hidden_states).float().view(B, N, attn.heads, -1).transpose(1, 2)
+            k = attn.to_k(encoder_hidden_states).float()
+            k = k.view(B, k.shape[1], attn.heads, -1).transpose(1, 2)  # (B, h, M, d)
+            probs = (q @ k.transpose(-1, -2) * attn.scale).softmax(-1)  # (B, h, N, M)
+            self.record(probs.mean(1), N)
+        return out
+
+
+def _recording(layer: nn.Module, inner, record):
+    """The recording processor for one layer: ours, or diffusers' signature."""
+    if isinstance(layer, Attention):
+        return RecordingProcessor(inner, record)
+    return DiffusersRecordingProcessor(inner, record)
+
+
+def _is_cross_attention(name: str, module: nn.Module) -> bool:
+    """A cross-attention layer, by diffusers' name `attn2`: our `Attention`, or diffusers' own
+    (it has heads, a processor slot, and is not self-attention only)."""
+    if name.rsplit(".", 1)[-1] != "attn2":
+        return False
+    if isinstance(module, Attention):
+        return True
+    return all(hasattr(module, a) for a in ("heads", "scale", "set_processor", "processor"))
+
+
 class CrossAttentionMaps:
     """Records every cross-attention's probabilities in a U-Net while it runs (a context manager).
 
     `maps` is a list of (probs (B, H*W, M) averaged over heads, (H, W)), one per cross-attention
-    layer (the `Attention` modules named `attn2`, diffusers' name), from a `RecordingProcessor`
-    put in each layer's processor slot on entry and taken out on exit: the network's weights and
+    layer (the `Attention` modules named `attn2`, diffusers' name; diffusers' own `Attention` in an
+    imported U-Net too), from a recording processor put in each layer's processor slot on entry
+    and taken out on exit: the network's weights and
     outputs are untouched. (H, W) is the network input's size scaled down to H*W tokens.
     """
 
     def __init__(self, unet: nn.Module):
         self.unet = unet
-        self.layers = [
-            m
-            for name, m in unet.named_modules()
-            if name.rsplit(".", 1)[-1] == "attn2" and isinstance(m, Attention)
-        ]
+        self.layers = [m for name, m in unet.named_modules() if _is_cross_attention(name, m)]
         if not self.layers:
             raise HwaksanError("layout guidance needs a U-Net with cross-attention (a text model)")
         self.maps: list[tuple[torch.Tensor, tuple[int, int]]] = []
@@ -57,7 +94,7 @@ class CrossAttentionMaps:
         self._hook = self.unet.register_forward_pre_hook(self._size)
         self._saved = [layer.processor for layer in self.layers]
         for layer, inner in zip(self.layers, self._saved):
-            layer.set_processor(RecordingProcessor(inner, self._record))
+            layer.set_processor(_recording(layer, inner, self._record))
         return self
 
     def __exit__(self, *exc) -> None:
