@@ -102,3 +102,20 @@ def test_train_on_an_image_folder(tmp_path):
     pipe = hk.load(out / "model")
     assert pipe.image_shape == (3, 16, 16) and pipe.num_classes is None
     assert pipe.data["name"] == "folder"
+
+
+def test_objects_trains_on_scenes_of_several_shapes(tmp_path):
+    from hwaksan.data.shapes import detect
+    from hwaksan.train.data import training_data
+
+    data = training_data("shapes", 32, max_objects=3, scenes=40)
+    assert data.num_classes is None and data.info["shapes_config"]["max_objects"] == 3
+    counts = {len(detect(data.dataset[i]["image"])) for i in range(40)}
+    assert counts == {1, 2, 3}
+    result = CliRunner().invoke(main, ["train", "--data", "shapes", "--objects", "3", "--scenes",
+                                       "16", "--class-conditional", "--steps", "1", "--out",
+                                       str(tmp_path / "s")])  # fmt: skip
+    assert result.exit_code != 0 and "needs labels" in result.output
+    result = CliRunner().invoke(main, ["train", "--data", "digits", "--objects", "2",
+                                       "--steps", "1", "--out", str(tmp_path / "d")])  # fmt: skip
+    assert result.exit_code != 0 and "--objects goes with --data shapes" in result.output

@@ -103,7 +103,9 @@ from hwaksan.train.loop import TrainConfig, channels_last_default
 @click.option("--checkpoint-every", type=PositiveInt(10**9), default=500, show_default=True)
 @click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--scenes", type=PositiveInt(10**7), default=None,
-              help="text-to-image on shapes: scenes to render (default 8000)")  # fmt: skip
+              help="shapes: scenes to render (default 8000 captioned, 20000 plain)")  # fmt: skip
+@click.option("--objects", type=BoundedInt(1, 3), default=1, show_default=True,
+              help="shapes: 1 to this many objects per scene (beyond 1: no labels)")  # fmt: skip
 @click.option("--grounding-loss", type=FiniteFloat(0), default=0.0,
               help="text-to-image on shapes: token grounding loss weight")  # fmt: skip
 @click.option(
@@ -133,7 +135,7 @@ def command(**o) -> None:
             **({"context_layers": o["context_layers"]} if o["context_layers"] else {}),
         },
         autoencoder=o["autoencoder"], text_encoder=o["text_encoder"], init_from=o["init_from"],
-        train_text_encoder=o["train_text_encoder"], scenes=o["scenes"],
+        train_text_encoder=o["train_text_encoder"], scenes=o["scenes"], max_objects=o["objects"],
         grounding_weight=o["grounding_loss"], inpainting=o["inpainting"],
     )  # fmt: skip
     _, result = run_diffusion(run)

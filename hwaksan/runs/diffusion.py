@@ -52,7 +52,8 @@ class DiffusionRun:
     text_encoder: str | None = None  # "mini_clip" | "minilm" | a folder: text-to-image on captions
     init_from: str | None = None  # a trained model (name or folder) whose U-Net weights start this
     train_text_encoder: bool = False  # the diffusion loss trains the text encoder too (mini-CLIP)
-    scenes: int | None = None  # text-to-image on the shapes world: captioned scenes (8,000)
+    scenes: int | None = None  # shapes scenes: captioned (8,000) or plain (20,000)
+    max_objects: int = 1  # the shapes world: 1 to this many objects per scene (1-3)
     grounding_weight: float = 0.0  # text-to-image: weight of the token grounding loss (shapes)
     inpainting: bool = False  # a dedicated inpainting model: random masks, mask + masked x0 read
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -213,7 +214,7 @@ def _training_data(run: DiffusionRun, captioned: bool) -> TrainingData:
         return text_training_data(
             run.data, run.resolution, run.scenes, object_masks=run.grounding_weight > 0
         )
-    return training_data(run.data, run.resolution)
+    return training_data(run.data, run.resolution, run.max_objects, run.scenes)
 
 
 def _latent_data(autoencoder: str | None, data: TrainingData) -> LatentData | None:

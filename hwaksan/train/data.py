@@ -75,17 +75,23 @@ class CaptionedImages(Dataset):
         return [c for _, c in self.pairs]
 
 
-def shapes_data(resolution: int = 32, length: int = 20_000, seed: int = 0) -> TrainingData:
-    """One flat shape on black per image (base shapes and colors): `length` seeded scenes rendered
-    up front in one vectorized batch (the same images as `ShapesDataset(config, length, seed)`)."""
+def shapes_data(
+    resolution: int = 32, length: int = 20_000, seed: int = 0, max_objects: int = 1
+) -> TrainingData:
+    """Flat shapes on black (base shapes and colors), one per image, or 1 to `max_objects` (then
+    unlabelled: a class is one object's shape and color): `length` seeded scenes rendered up
+    front in one vectorized batch (the same images as `ShapesDataset(config, length, seed)`)."""
     from hwaksan.data import shapes
 
-    config = shapes.ShapesConfig(resolution=resolution, min_objects=1, max_objects=1)
+    config = shapes.ShapesConfig(resolution=resolution, min_objects=1, max_objects=max_objects)
     images, scenes = shapes.render_batch(length, seed=seed, config=config)
+    info = {"name": "shapes", "shapes_config": config.to_dict(), "length": length, "seed": seed}
+    if max_objects > 1:
+        return TrainingData(TensorItems(images, torch.zeros(length, dtype=torch.long)), 3,
+                            resolution, None, None, info)  # fmt: skip
     dataset = TensorItems(images, torch.tensor([scene.class_id for scene in scenes]))
     n = shapes.num_classes(config)
     names = [" ".join(reversed(shapes.class_name(i, config))) for i in range(n)]  # "red circle"
-    info = {"name": "shapes", "shapes_config": config.to_dict(), "length": length, "seed": seed}
     return TrainingData(dataset, 3, resolution, n, names, info)
 
 
@@ -110,10 +116,15 @@ def folder_data(path: str | Path, resolution: int = 32) -> TrainingData:
     return TrainingData(CachedItems(dataset), 3, resolution, num_classes, None, info)
 
 
-def training_data(data: str, resolution: int | None = None) -> TrainingData:
-    """The shapes world (32 px default), digits (16 px default) or an image folder (32 px)."""
+def training_data(
+    data: str, resolution: int | None = None, max_objects: int = 1, scenes: int | None = None
+) -> TrainingData:
+    """The shapes world (32 px default; `scenes` of 1 to `max_objects` objects, 20,000 unless
+    told), digits (16 px default) or an image folder (32 px)."""
     if data == "shapes":
-        return shapes_data(resolution or 32)
+        return shapes_data(resolution or 32, scenes or 20_000, max_objects=max_objects)
+    if max_objects != 1:
+        raise HwaksanError(f"--objects goes with --data shapes, not {data!r}")
     if data == "digits":
         return digits_data(resolution or 16)
     if not Path(data).exists():
