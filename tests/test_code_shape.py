@@ -30,3 +30,15 @@ def test_generate_is_under_40_lines():
     lines = inspect.getsource(Pipeline.generate).splitlines()
     body = [line for line in lines if not line.strip().startswith("@")]
     assert len(body) < 40, len(body)
+
+
+def test_import_hwaksan_leaves_the_optional_stacks_unimported():
+    """diffusers, transformers and Gradio cost seconds to import (diffusers#3338): only the
+    code that uses them imports them (benchmarks/import_time.py times the rest)."""
+    import subprocess
+    import sys
+
+    heavy = ("diffusers", "transformers", "gradio", "accelerate", "matplotlib")
+    code = f"import sys, hwaksan; print([m for m in {heavy!r} if m in sys.modules])"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
