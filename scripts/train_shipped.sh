@@ -250,7 +250,7 @@ hk.load('runs/digits_pd/steps_0001/model').save('hwaksan/weights/digits_pd1', dt
       --out runs/t2i_64_inpaint ${RESUME:+--resume}
     python -c "import torch, hwaksan as hk; hk.load('runs/t2i_64_inpaint/model').save(
         'hwaksan/weights/shapes_t2i_64_inpaint', dtype=torch.float16)"
-    python benchmarks/inpainting.py --model shapes_t2i_64_inpaint --model shapes_t2i_64 --n 40
+    python benchmarks/inpainting.py --model shapes_t2i_64_inpaint --model shapes_t2i_64 --n 120
     exit 0
     ;;
   shapes_layout)

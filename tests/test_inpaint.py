@@ -117,3 +117,22 @@ def test_the_users_callback_sees_the_repainted_steps():
 def test_bad_inpainting_inputs_are_one_line_errors(inputs, match):
     with pytest.raises(HwaksanError, match=match):
         _pipe().generate(1, **inputs)
+
+
+def test_the_shipped_inpainting_model_reads_the_mask_and_keeps_the_rest():
+    pipe = hk.load("shapes_t2i_64_inpaint", device="cpu")
+    assert (pipe.condition or {}).get("kind") == "inpainting"
+    from hwaksan.data import shapes
+
+    config = shapes.ShapesConfig(resolution=64, min_objects=1, max_objects=1)
+    images, _ = shapes.render_batch(2, seed=5, config=config)  # (2, 3, 64, 64) in [-1, 1]
+    masks = torch.zeros(2, 1, 64, 64)
+    masks[..., 8:32, 36:60] = 1  # white: paint here
+    args = dict(prompt="a red square", image=images, mask_image=masks, steps=3, seed=0,
+                output_type="pt")  # fmt: skip
+    out = pipe.generate(2, **args)
+    keep = (masks == 0).expand_as(images)
+    assert torch.equal(out[keep], images[keep])
+    assert (out[~keep] - images[~keep]).abs().max() > 0.5  # something was painted
+    other = pipe.generate(2, **{**args, "prompt": "a blue circle"})
+    assert not torch.equal(other, out)  # the prompt reaches the model
