@@ -18,15 +18,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from report import write_report  # noqa: E402
 
+from hwaksan.eval.control_score import box_iou  # noqa: E402
+
 SEED = 780_001
-
-
-def iou(a, b) -> float:
-    """Intersection over union of two (x0, y0, x1, y1) boxes."""
-    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - w * h
-    return w * h / union if union > 0 else 0.0
 
 
 def score(images, layouts, resolution: int) -> dict:
@@ -38,8 +32,21 @@ def score(images, layouts, resolution: int) -> dict:
         found = detect(image)
         for label, box in layout:
             pixels = [v * resolution for v in box]
-            same = [iou(pixels, d.box) for d in found if f"{d.color} {d.shape}" == label]
+            same = [box_iou(pixels, d.box) for d in found if f"{d.color} {d.shape}" == label]
             ious.append(max(same, default=0.0))
+    return {"boxes": len(ious), "mean_iou": sum(ious) / len(ious),
+            "iou_0.7_and_label": sum(v >= 0.7 for v in ious) / len(ious)}  # fmt: skip
+
+
+def token_ceiling(layouts, config) -> dict:
+    """How well a perfect model could do: each true box against the box its layout token holds
+    (corners quantized to the encoder's grid), IoU and the share at >= 0.7."""
+    from hwaksan.nets.layout import layout_from_tokens, layout_tokens
+
+    ious = []
+    for layout in layouts:
+        held = layout_from_tokens(*layout_tokens(layout, config), config)
+        ious += [box_iou(box, kept) for (_, box), (_, kept) in zip(layout, held)]
     return {"boxes": len(ious), "mean_iou": sum(ious) / len(ious),
             "iou_0.7_and_label": sum(v >= 0.7 for v in ious) / len(ious)}  # fmt: skip
 
@@ -78,10 +85,12 @@ def main() -> None:
     out = pipe.generate(a.n, layout=layouts, guidance_scale=a.guidance_scale, steps=a.steps,
                         output_type="pt")  # fmt: skip
     few = [i for i, s in enumerate(scenes) if len(s.objects) <= 2]
+    tokens = pipe.layout_encoder.config  # how layout tokens are made (`grid` positions a corner)
     sub = [layouts[i] for i in few]
     rows = {
         f"{a.model}, 1-3 boxes": score(out, layouts, r),
         "the scenes themselves, 1-3 boxes": score(images, layouts, r),
+        f"the boxes the tokens hold ({tokens.grid} positions)": token_ceiling(layouts, tokens),
         f"{a.model}, 1-2 boxes": score(out[few], sub, r),
     }
     if a.baseline != "none":

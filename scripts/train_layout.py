@@ -21,6 +21,7 @@ def main() -> None:
     p.add_argument("--channels", default="32,64,128")
     p.add_argument("--attention-resolutions", default="8")
     p.add_argument("--context-layers", type=int, default=0)
+    p.add_argument("--grid", type=int, default=16, help="box corners on a grid x grid lattice")
     p.add_argument("--init-from", default=None, help="a model whose U-Net starts this one's")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=4000)
@@ -32,7 +33,7 @@ def main() -> None:
     a = p.parse_args()
     run = LayoutRun(
         scenes=a.scenes, autoencoder=None if a.autoencoder == "none" else a.autoencoder,
-        init_from=a.init_from,
+        init_from=a.init_from, encoder={"grid": a.grid},
         unet_overrides=dict(
             channels=tuple(int(c) for c in a.channels.split(",")),
             attention_resolutions=tuple(int(r) for r in a.attention_resolutions.split(",")),

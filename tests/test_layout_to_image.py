@@ -156,3 +156,16 @@ def test_hwaksan_generate_layout_writes_the_grid(tmp_path):
         ],
     )
     assert result.exit_code == 2 and "not PROMPTs" in result.stderr
+
+
+def test_the_shipped_layout_model_puts_each_object_in_its_box():
+    from hwaksan.data.shapes import detect
+    from hwaksan.eval.control_score import box_iou
+
+    pipe = hk.load("shapes_layout", device="cpu")
+    layout = [("red circle", (0.1, 0.1, 0.4, 0.4)), ("blue square", (0.55, 0.5, 0.9, 0.85))]
+    image = pipe.generate(1, layout=layout, steps=10, seed=0, output_type="pt")[0]
+    found = {f"{d.color} {d.shape}": d.box for d in detect(image)}
+    for label, box in layout:
+        assert label in found, found
+        assert box_iou([v * 64 for v in box], found[label]) > 0.6
