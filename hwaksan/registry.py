@@ -22,6 +22,7 @@ SHIPPED: dict[str, str] = {
     "digits_pd1": "digits, progressively distilled from `digits` down to 1 DDIM step",
     "digits_ct": "digits, consistency-trained from the data alone (no teacher), 1-2 steps",
     "shapes_sr": "super-resolution 32 -> 64 px shapes scenes, in autoencoder_kl latents",
+    "shapes_sr16": "super-resolution 16 -> 64 px shapes scenes, in autoencoder_kl latents",
     "shapes_t2i_64_inpaint": "inpainting shapes_t2i_64: mask + masked latents concatenated",
     "shapes_layout": "layout-to-image, 64 px shapes scenes: boxes with labels as tokens",
 }

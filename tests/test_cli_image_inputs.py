@@ -76,3 +76,18 @@ def test_upscale_writes_the_upscaled_images(tmp_path):
     Image.new("RGB", (8, 8)).save(tmp_path / "wrong.png")
     result = CliRunner().invoke(main, [*args[:1], str(tmp_path / "wrong.png"), *args[2:]])
     assert result.exit_code == 2 and "upscales 4x4 px" in result.stderr
+
+
+def test_upscale_picks_the_shipped_model_by_the_images_size(tmp_path):
+    from hwaksan.data import shapes
+
+    config = shapes.ShapesConfig(resolution=16, min_objects=1, max_objects=1)
+    images, _ = shapes.render_batch(1, seed=3, config=config)
+    to_pil(images)[0].save(tmp_path / "tiny.png")
+    out = tmp_path / "big.png"
+    result = CliRunner().invoke(main, ["upscale", str(tmp_path / "tiny.png"), "--steps", "2",
+                                       "--out", str(out)])  # fmt: skip
+    assert result.exit_code == 0 and "16 -> 64 px" in result.output, result.output
+    Image.new("RGB", (20, 20)).save(tmp_path / "odd.png")
+    result = CliRunner().invoke(main, ["upscale", str(tmp_path / "odd.png")])
+    assert result.exit_code == 2 and "16x16 (shapes_sr16), 32x32 (shapes_sr)" in result.stderr

@@ -8,10 +8,14 @@ from hwaksan.cli.checks import check_steps
 from hwaksan.cli.options import SEED, BoundedInt, ImageFile, InputImage, PositiveInt
 from hwaksan.errors import HwaksanError
 
+SHIPPED_BY_SIZE = {(16, 16): "shapes_sr16", (32, 32): "shapes_sr"}  # input size -> default model
+
 
 @click.command("upscale", short_help="A low-res image upscaled by a super-resolution model.")
 @click.argument("image", type=InputImage())
-@click.option("--model", default="shapes_sr", show_default=True, help="a folder or shipped name")
+@click.option("--model", default=None,
+              help="a folder or shipped name (default: shapes_sr16 for a 16 px image, "
+              "shapes_sr for 32 px)")  # fmt: skip
 @click.option("-n", "n", type=PositiveInt(64), default=1, show_default=True,
               help="upscaled versions (different seeds of the same input)")  # fmt: skip
 @click.option("--steps", type=PositiveInt(10_000), default=None,
@@ -28,13 +32,18 @@ from hwaksan.errors import HwaksanError
 @click.option("--out", type=ImageFile(), default="upscaled.png", show_default=True,
               help="image (grid) to write")  # fmt: skip
 def command(image, model, n, steps, noise_level, seed, scale, out):
-    """Upscale IMAGE (a PNG at the model's low resolution, e.g. 16x16 for shapes_sr):
+    """Upscale IMAGE (a PNG at the model's low resolution: 16 or 32 px for the shipped ones):
 
     hwaksan upscale small.png --out big.png
     """
     from hwaksan.images import save_grid
     from hwaksan.model_folder import load
 
+    if model is None:
+        model = SHIPPED_BY_SIZE.get(image.size)
+        if model is None:
+            raise HwaksanError(f"the image is {image.width}x{image.height} px; the shipped "
+                               "models upscale 16x16 (shapes_sr16), 32x32 (shapes_sr)")  # fmt: skip
     pipe = load(model)
     condition = pipe.condition or {}
     if condition.get("kind") != "super_resolution":
