@@ -274,6 +274,22 @@ def save_weights(
     save_file(weights, str(path))
 
 
+def weight_file(path: str | Path, preferred: str, what: str) -> Path:
+    """The safetensors file at `path`, or in the folder at `path` the file named `preferred`
+    (else its one .safetensors file): how exchanged files (LoRA, embeddings) are found."""
+    path = Path(path)
+    if path.is_dir():
+        found = [path / preferred] if (path / preferred).is_file() else sorted(
+            path.glob("*.safetensors"))  # fmt: skip
+        if len(found) != 1:
+            count = "no" if not found else f"{len(found)}"
+            raise HwaksanError(f"{path} holds {count} .safetensors files; name the {what} file")
+        path = found[0]
+    if not path.is_file():
+        raise HwaksanError(f"no {what} file at {path}")
+    return path
+
+
 def read_tensors(path: Path, folder: Path) -> dict[str, torch.Tensor]:
     """The tensors of a safetensors file, with one-line errors for a missing or corrupt file or
     non-finite (NaN, inf) values."""

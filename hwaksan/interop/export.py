@@ -22,18 +22,10 @@ from torch import nn
 
 from hwaksan.errors import HwaksanError
 from hwaksan.interop import unet_mapping as mapping
+from hwaksan.interop.export_lora import write_lora
 from hwaksan.interop.require import require_diffusers
 from hwaksan.interop.scheduler import scheduler_config
 from hwaksan.pipeline.pipeline import Pipeline
-
-
-def _attachment_writers() -> list[Callable[[Pipeline, Path], object]]:
-    """Writers of what the base weights leave out, each called as writer(pipe, folder) on the
-    folder being written: the LoRA adapters in diffusers' keys (`export_lora`)."""
-    from hwaksan.interop.export_lora import write_lora
-
-    return [write_lora]
-
 
 ENCODER_MISMATCH = (
     "the KL autoencoder's encoder does not map onto diffusers' AutoencoderKL (its downsampling "
@@ -62,8 +54,7 @@ def export_diffusers(pipe: Pipeline, out: str | Path, decoder_only: bool = False
     def write(tmp: Path) -> None:
         folder.save_pretrained(tmp)
         _note_in_index(tmp, {k: v for k, v in extra.items() if v is not None})
-        for writer in _attachment_writers():
-            writer(pipe, tmp)
+        write_lora(pipe, tmp)  # the LoRA layers the base weights leave out
 
     return _write_whole(Path(out), write)
 
@@ -113,7 +104,7 @@ def _load_renamed(theirs: nn.Module, ours: nn.Module, names: dict[str, str]) -> 
 
 def base_weights(module: nn.Module) -> dict[str, torch.Tensor]:
     """`module`'s state dict without attachments: a LoRA-wrapped layer's base weights under the
-    layer's own name (its LoRA tensors are the attachment writers' to write)."""
+    layer's own name (its LoRA tensors are `export_lora.write_lora`'s to write)."""
     state = {}
     for key, value in module.state_dict().items():
         if ".lora_A." not in key and ".lora_B." not in key:

@@ -24,18 +24,16 @@ class AdapterLoaders:
         `load_lora_weights`; an adapter folder through its type's loader (`load_controlnet`,
         `load_ip_adapter`, `load_textual_inversion`); a shipped adapter by name. What that
         loader returns; `options` go to it."""
-        import json
-
-        from hwaksan.nets.adapters.folder import is_adapter_folder
+        from hwaksan.nets.adapters.folder import adapter_config
         from hwaksan.nets.adapters.lora_file import is_lora_file
         from hwaksan.registry import resolve_adapter
 
         found = resolve_adapter(path)
-        if not is_adapter_folder(found):  # another tool's file: LoRA or token embeddings
+        config = adapter_config(found)
+        if config is None:  # another tool's file: LoRA or token embeddings
             if is_lora_file(found):
                 return self.load_lora_weights(found, **options)
             return self.load_textual_inversion(found, **options)
-        config = json.loads((found / "config.json").read_text())
         loaders = {"controlnet": self.load_controlnet, "ip_adapter": self.load_ip_adapter,
                    "textual_inversion": self.load_textual_inversion}  # fmt: skip
         kind = config.get("adapter_type")
@@ -173,12 +171,12 @@ class AdapterLoaders:
         hwaksan adapter folder, or another tool's file (diffusers' `learned_embeds.safetensors`,
         Automatic1111's "emb_params" in safetensors; n vectors become n tokens)."""
         from hwaksan.nets.adapters import load_adapter
-        from hwaksan.nets.adapters.folder import is_adapter_folder
+        from hwaksan.nets.adapters.folder import adapter_config
         from hwaksan.nets.adapters.textual_inversion_file import load_embedding_file
         from hwaksan.registry import resolve_adapter
 
         found = resolve_adapter(path)
-        if not is_adapter_folder(found):
+        if adapter_config(found) is None:
             if self.text_encoder is None:
                 raise HwaksanError("textual inversion needs a text encoder; this model has none")
             if isinstance(token, list):

@@ -53,15 +53,16 @@ def save_adapter(
     return write_folder(path, saved, {WEIGHTS: tensors}, dtype)
 
 
-def is_adapter_folder(path: str | Path) -> bool:
-    """Whether `path` is a folder whose config.json says it holds a hwaksan adapter."""
+def adapter_config(path: str | Path) -> dict | None:
+    """The config.json of a hwaksan adapter folder at `path`, unchecked; None for anything else
+    (another tool's file, a folder without that config)."""
     import json
 
     try:
         config = json.loads((Path(path) / "config.json").read_text())
     except (OSError, ValueError, RecursionError):
-        return False
-    return isinstance(config, dict) and config.get("model_kind") == ADAPTER_KIND
+        return None
+    return config if isinstance(config, dict) and config.get("model_kind") == ADAPTER_KIND else None
 
 
 def read_adapter(path: str | Path) -> tuple[dict, dict[str, torch.Tensor], Path]:

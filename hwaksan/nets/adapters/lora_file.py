@@ -13,6 +13,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
+from hwaksan.components import weight_file
 from hwaksan.errors import HwaksanError
 from hwaksan.nets.adapters.lora import LoRALayer
 from hwaksan.nets.adapters.lora_formats import METADATA_KEY, LoRAWeights, canonical, to_peft_keys
@@ -82,28 +83,18 @@ def save_lora_file(
 
 def is_lora_file(path: str | Path) -> bool:
     """Whether `path` (a file, or a folder with one LoRA file) holds LoRA tensors: some key names
-    a LoRA part ("lora_A", "lora_down", "lora.up", ...); an unreadable file counts as one, so
-    the LoRA reader names the problem."""
+    a LoRA part ("lora_A", "lora_down", "lora.up", ...), read from the header alone; an
+    unreadable file counts as one, so the LoRA reader names the problem."""
     try:
-        tensors, _ = read_lora_file(path)
-    except HwaksanError:
+        with safe_open(str(weight_file(path, WEIGHT_NAME, "LoRA")), framework="pt") as f:
+            return any("lora" in key for key in f.keys())
+    except (HwaksanError, SafetensorError, OSError):
         return True
-    return any("lora" in key for key in tensors)
 
 
 def read_lora_file(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """The tensors and metadata of a LoRA file, or of the one LoRA file in a folder."""
-    path = Path(path)
-    if path.is_dir():
-        candidates = sorted(path.glob("*.safetensors"))
-        if (path / WEIGHT_NAME).is_file():
-            candidates = [path / WEIGHT_NAME]
-        if len(candidates) != 1:
-            found = "no" if not candidates else f"{len(candidates)}"
-            raise HwaksanError(f"{path} holds {found} .safetensors files; name the LoRA file")
-        path = candidates[0]
-    if not path.is_file():
-        raise HwaksanError(f"no LoRA file at {path}")
+    path = weight_file(path, WEIGHT_NAME, "LoRA")
     try:
         with safe_open(str(path), framework="pt") as f:
             tensors = {k: f.get_tensor(k) for k in f.keys()}

@@ -18,6 +18,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import nn
 
+from hwaksan.components import weight_file
 from hwaksan.errors import HwaksanError
 from hwaksan.nets.adapters.textual_inversion import add_embeddings
 
@@ -28,15 +29,7 @@ A1111_KEY = "emb_params"
 def embedding_file(path: str | Path) -> Path:
     """The safetensors file at `path`, or diffusers' `learned_embeds.safetensors` (else the one
     safetensors file) in the folder at `path`."""
-    path = Path(path)
-    if path.is_dir():
-        found = [path / WEIGHT_NAME] if (path / WEIGHT_NAME).is_file() else sorted(
-            path.glob("*.safetensors"))  # fmt: skip
-        if len(found) != 1:
-            raise HwaksanError(f"{path} holds no single textual-inversion .safetensors file")
-        path = found[0]
-    if not path.is_file():
-        raise HwaksanError(f"no textual-inversion file at {path}")
+    path = weight_file(path, WEIGHT_NAME, "textual-inversion")
     if path.suffix != ".safetensors":
         raise HwaksanError(f"{path}: only .safetensors embeddings load (pickles can run code)")
     return path
