@@ -21,7 +21,13 @@ def main() -> None:
     p.add_argument("--channels", default="32,64,128")
     p.add_argument("--attention-resolutions", default="8")
     p.add_argument("--context-layers", type=int, default=0)
-    p.add_argument("--grid", type=int, default=16, help="box corners on a grid x grid lattice")
+    p.add_argument(
+        "--boxes",
+        choices=("fourier", "grid"),
+        default="fourier",
+        help="a box as Fourier features of its corners (GLIGEN) or on a grid (LDM)",
+    )
+    p.add_argument("--grid", type=int, default=16, help="--boxes grid: grid x grid positions")
     p.add_argument("--init-from", default=None, help="a model whose U-Net starts this one's")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=4000)
@@ -33,7 +39,7 @@ def main() -> None:
     a = p.parse_args()
     run = LayoutRun(
         scenes=a.scenes, autoencoder=None if a.autoencoder == "none" else a.autoencoder,
-        init_from=a.init_from, encoder={"grid": a.grid},
+        init_from=a.init_from, encoder={"boxes": a.boxes, "grid": a.grid},
         unet_overrides=dict(
             channels=tuple(int(c) for c in a.channels.split(",")),
             attention_resolutions=tuple(int(r) for r in a.attention_resolutions.split(",")),
