@@ -191,7 +191,7 @@ PY
     fi
     python -c "import torch, hwaksan as hk; hk.load('runs/$name/model').save(
         'hwaksan/weights/$name', dtype=torch.float16)"
-    python benchmarks/distillation_digits.py --n 500 --pd digits_pd1 --pd digits_pd
+    python benchmarks/distillation.py --n 500 --pd digits_pd1 --pd digits_pd
     exit 0
     ;;
   digits_pd)
@@ -202,7 +202,7 @@ PY
     python -c "import torch, hwaksan as hk
 hk.load('runs/digits_pd/steps_0004/model').save('hwaksan/weights/digits_pd', dtype=torch.float16)
 hk.load('runs/digits_pd/steps_0001/model').save('hwaksan/weights/digits_pd1', dtype=torch.float16)"
-    python benchmarks/distillation_digits.py --n 500 --pd digits_pd1 --pd digits_pd
+    python benchmarks/distillation.py --n 500 --pd digits_pd1 --pd digits_pd
     exit 0
     ;;
   shapes_sr)
