@@ -282,6 +282,24 @@ def test_distill_command_trains_resumes_and_leaves_the_teacher_alone(tmp_path):
     assert after == digest
 
 
+@pytest.mark.parametrize("method", ["progressive", "consistency", "consistency-training"])
+def test_an_unconditional_teacher_distills(method, tmp_path):
+    """The shapes teacher (no classes): each method's student samples without class labels."""
+    from click.testing import CliRunner
+
+    from hwaksan.cli import main
+
+    out = tmp_path / method
+    argv = ["distill", method, "--teacher", "shapes", "--steps", "2", "--batch-size", "4",
+            "--teacher-steps", "4", "--final-steps", "2", "--out", str(out)]  # fmt: skip
+    result = CliRunner().invoke(main, argv)
+    assert result.exit_code == 0, result.output
+    pipe = hk.load(out / "model", device="cpu")
+    assert pipe.num_classes is None
+    images = pipe.generate(2, steps=2, output_type="pt", progress=False)
+    assert images.shape == (2, 3, 16, 16) and bool(images.isfinite().all())
+
+
 def test_teacher_guidance_is_folded_into_the_target():
     """guidance_scale w: the teacher's x0 is the classifier-free mix uncond + w (cond - uncond)
     of its x0 estimates (linear in the prediction), in both distillation recipes."""
