@@ -112,7 +112,11 @@ class LayoutEncoder(nn.Module):
             )
         else:
             features = 4 * 2 * config.frequencies
-            self.box_mlp = nn.Sequential(nn.Linear(features, w), nn.SiLU(), nn.Linear(w, w))
+            self.box_mlp = nn.Sequential(nn.Linear(features, w), nn.SiLU(), nn.Linear(w, w),
+                                         nn.LayerNorm(w))  # fmt: skip
+            # Start at the grid's scale (four unit-variance rows summed: twice the label's norm);
+            # a plain MLP starts 8x under the label's and the box is then barely read.
+            nn.init.constant_(self.box_mlp[-1].weight, 2.0)
         layer = nn.TransformerEncoderLayer(w, config.heads, 4 * w, dropout=0.0,
                                            batch_first=True, norm_first=True)  # fmt: skip
         self.transformer = nn.TransformerEncoder(layer, config.layers, enable_nested_tensor=False)
