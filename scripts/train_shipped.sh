@@ -15,6 +15,7 @@
 #   bash scripts/train_shipped.sh digits_cd    # consistency distillation of digits (1-2 steps)
 #   bash scripts/train_shipped.sh digits_pd    # progressive distillation of digits (16 -> 1)
 #   bash scripts/train_shipped.sh digits_ct    # consistency training on digits, no teacher
+#   bash scripts/train_shipped.sh shapes32     # issue 16's teacher: 32 px shapes, 1-3 objects
 #   bash scripts/train_shipped.sh shapes_sr                # super-resolution 32 -> 64 px
 #   bash scripts/train_shipped.sh shapes_sr16              # super-resolution 16 -> 64 px
 #   bash scripts/train_shipped.sh shapes_t2i_64_watermark_lora  # a LoRA: the watermark look
@@ -192,6 +193,20 @@ PY
     python -c "import torch, hwaksan as hk; hk.load('runs/$name/model').save(
         'hwaksan/weights/$name', dtype=torch.float16)"
     python benchmarks/distillation.py --n 500 --pd digits_pd1 --pd digits_pd
+    exit 0
+    ;;
+  shapes32)
+    # The 32 px teacher for few-step students: unconditional scenes of 1-3 objects, U-Net
+    # (32, 64, 128) with attention at 8 x 8, v-prediction, cosine, 8,000 steps of 64, fp32
+    # channels-last (1.00 s/step on 2 threads vs 1.33 in bf16). Checkpoints every 250 steps.
+    hwaksan train --data shapes --objects 3 --scenes 40000 --resolution 32 --preset tiny \
+      --channels 32,64,128 --attention-resolutions 8 --steps "${STEPS:-8000}" --batch-size 64 \
+      --lr 1e-3 --warmup 100 --lr-schedule cosine --ema-decay 0.999 \
+      --prediction-type v_prediction --schedule cosine --sample-every 1000 --sample-steps 50 \
+      --checkpoint-every 250 --out runs/shapes32_teacher ${RESUME:+--resume}
+    python -c "import torch, hwaksan as hk; hk.load('runs/shapes32_teacher/model').save(
+        'hwaksan/weights/shapes32', dtype=torch.float16)"
+    python benchmarks/distillation.py --teacher shapes32 --n 500 --teacher-rows all
     exit 0
     ;;
   digits_pd)
