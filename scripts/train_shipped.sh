@@ -13,7 +13,7 @@
 #   bash scripts/train_shipped.sh shapes_t2i_64_controlnet_edges  # ControlNet: edge maps
 #   bash scripts/train_shipped.sh shapes_t2i_64_ip_adapter # IP-Adapter (image prompts) on it
 #   bash scripts/train_shipped.sh digits_cd    # consistency distillation of digits (1-2 steps)
-#   bash scripts/train_shipped.sh digits_pd    # progressive distillation of digits (16 -> 1)
+#   bash scripts/train_shipped.sh digits_pd    # progressive distillation of digits (128 -> 1)
 #   bash scripts/train_shipped.sh digits_ct    # consistency training on digits, no teacher
 #   bash scripts/train_shipped.sh shapes32     # issue 16's teacher: 32 px shapes, 1-3 objects
 #   bash scripts/train_shipped.sh shapes_sr                # super-resolution 32 -> 64 px
@@ -184,10 +184,10 @@ PY
     # Karras grid, target EMA 0.95, L2), or consistency training from the digits alone (no
     # teacher: fresh weights, pseudo-Huber, lognormal levels, 11 -> 1281 levels curriculum).
     if [ "$name" = digits_cd ]; then
-      hwaksan distill consistency --teacher digits --steps "${STEPS:-1000}" --batch-size 32 \
+      hwaksan distill consistency --teacher digits --steps "${STEPS:-3000}" --batch-size 32 \
         --num-levels 12 --lr 1e-4 --out runs/digits_cd ${RESUME:+--resume}
     else
-      hwaksan distill consistency-training --teacher digits --steps "${STEPS:-450}" \
+      hwaksan distill consistency-training --teacher digits --steps "${STEPS:-3000}" \
         --batch-size 32 --lr 1e-3 --warmup 50 --out runs/digits_ct ${RESUME:+--resume}
     fi
     python -c "import torch, hwaksan as hk; hk.load('runs/$name/model').save(
@@ -210,10 +210,10 @@ PY
     exit 0
     ;;
   digits_pd)
-    # Progressive distillation of the shipped `digits`: DDIM-16 -> 8 -> 4 -> 2 -> 1, 200 steps a
+    # Progressive distillation of the shipped `digits`: DDIM-128 -> 64 -> ... -> 1, 300 steps a
     # halving at batch 32 (lr 1e-4 decayed to 0 in each); ships the 4-step and 1-step students.
-    hwaksan distill progressive --teacher digits --teacher-steps 16 --final-steps 1 \
-      --steps "${STEPS:-200}" --batch-size 32 --lr 1e-4 --out runs/digits_pd ${RESUME:+--resume}
+    hwaksan distill progressive --teacher digits --teacher-steps 128 --final-steps 1 \
+      --steps "${STEPS:-300}" --batch-size 32 --lr 1e-4 --out runs/digits_pd ${RESUME:+--resume}
     python -c "import torch, hwaksan as hk
 hk.load('runs/digits_pd/steps_0004/model').save('hwaksan/weights/digits_pd', dtype=torch.float16)
 hk.load('runs/digits_pd/steps_0001/model').save('hwaksan/weights/digits_pd1', dtype=torch.float16)"
@@ -280,11 +280,11 @@ hk.load('runs/digits_pd/steps_0001/model').save('hwaksan/weights/digits_pd1', dt
     exit 0
     ;;
   shapes_layout)
-    # Layout-to-image in autoencoder_kl's latents: each box a token (label + box on a 16x16
-    # grid) through a 2-layer layout encoder, read by cross-attention; the U-Net starts from
-    # shapes_t2i_64's (its context layers then read layout tokens). 2,500 steps of 64 on 20,000
-    # scenes of 1-3 objects, lr 5e-4, bf16, one thread (about 40 min).
-    python scripts/train_layout.py --init-from shapes_t2i_64 --context-layers 2 \
+    # Layout-to-image in autoencoder_kl's latents: each box a token (label + Fourier features of
+    # its corners) through a 2-layer layout encoder, read by cross-attention; the U-Net starts
+    # from shapes_t2i_64's (its context layers then read layout tokens). 2,500 steps of 64 on
+    # 20,000 scenes of 1-3 objects, lr 5e-4, bf16 (about 25 min on 2 threads).
+    python scripts/train_layout.py --boxes fourier --init-from shapes_t2i_64 --context-layers 2 \
       --scenes 20000 --steps "${STEPS:-2500}" --batch-size 64 --lr 5e-4 --bf16 --out runs/layout
     python -c "import torch, hwaksan as hk; hk.load('runs/layout/model').save(
         'hwaksan/weights/shapes_layout', dtype=torch.float16)"
