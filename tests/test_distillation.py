@@ -322,3 +322,20 @@ def test_teacher_guidance_is_folded_into_the_target():
                                  (1, 8, 8), ClassLabels(3, 0.0), guidance_scale=3.0,
                                  num_samples=0)  # fmt: skip
     assert torch.allclose(cd.teacher_x0(x, sigma, t, cond), want, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "name, sampler, steps",
+    [("digits_cd", "consistency", 1), ("digits_pd", "euler", 4), ("digits_pd1", "euler", 1),
+     ("digits_ct", "consistency", 1)],
+)  # fmt: skip
+def test_the_shipped_students_sample_as_made_and_draw_the_asked_digit(name, sampler, steps):
+    """Each shipped student names its sampler and steps; with no other argument, 50 images of
+    labels 0-9 are read as the asked digit (the benchmark measures 94-99% on 500)."""
+    from hwaksan.eval.digits_score import digits_accuracy
+
+    pipe = hk.load(name, device="cpu")
+    assert (pipe.sampler, pipe.steps) == (sampler, steps)
+    labels = torch.arange(50) % 10
+    images = pipe.generate(50, class_labels=labels, seed=0, output_type="pt", progress=False)
+    assert digits_accuracy(images, labels) >= 0.85
