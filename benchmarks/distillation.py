@@ -60,6 +60,12 @@ class Data:
             real = shapes.render_batch(2000, seed=99, config=self.config)[0]
         self.num_classes = teacher.num_classes
         self.real_features = extract_features(real, self.name)
+        # the quality columns: header -> (row key, cell format)
+        if self.name == "digits":
+            self.columns = {"class accuracy": ("accuracy", "{:.1%}")}
+        else:
+            self.columns = {"validity": ("validity", "{:.1%}"),
+                            "coverage (TV)": ("coverage", "{:.3f}")}  # fmt: skip
 
     def labels(self, n: int) -> torch.Tensor | None:
         return None if self.num_classes is None else torch.arange(n) % self.num_classes
@@ -202,22 +208,19 @@ def main() -> None:
     args.pd = [m for m in args.pd if m]
     rows = rows_for(args, teacher, data)
     base = next(r for r in rows if r["method"] == "teacher" and r["steps"] == 50)
-    quality = ("class accuracy |" if data.name == "digits"
-               else "validity | coverage (TV) |")  # fmt: skip
+    quality = "".join(f" {header} |" for header in data.columns)
     lines = [
         f"# Few-step {data.name} ({args.teacher}; n = {args.n} a row, seed 0, no guidance)", "",
         f"Measured {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC on {platform.machine()}, "
         f"torch {torch.__version__}, {torch.get_num_threads()} thread(s): "
         f"`python benchmarks/distillation.py {' '.join(sys.argv[1:])}`", "",
-        f"| method | sampler | steps | Frechet distance | FD / teacher-50 | {quality} "
+        f"| method | sampler | steps | Frechet distance | FD / teacher-50 |{quality} "
         "diversity | diversity / teacher-50 | images/s |",
-        "|---|---|---|---|---|" + "---|" * quality.count("|") + "---|---|---|",
+        "|---|---|---|---|---|" + "---|" * len(data.columns) + "---|---|---|",
     ]  # fmt: skip
 
     def quality_cells(r: dict) -> str:
-        if "accuracy" in r:
-            return f"{100 * r['accuracy']:.1f}% |"
-        return f"{100 * r['validity']:.1f}% | {r['coverage']:.3f} |"
+        return " ".join(f"{fmt.format(r[key])} |" for key, fmt in data.columns.values())
 
     lines += [f"| {r['method']} | {r['sampler']} | {r['steps']} | {r['frechet']:.3f} | "
               f"{r['frechet'] / base['frechet']:.2f} | {quality_cells(r)} "

@@ -34,6 +34,11 @@ def score(images, layouts, resolution: int) -> dict:
             pixels = [v * resolution for v in box]
             same = [box_iou(pixels, d.box) for d in found if f"{d.color} {d.shape}" == label]
             ious.append(max(same, default=0.0))
+    return summary(ious)
+
+
+def summary(ious: list[float]) -> dict:
+    """A row of the table: how many boxes, their mean IoU, the share at IoU >= 0.7."""
     return {"boxes": len(ious), "mean_iou": sum(ious) / len(ious),
             "iou_0.7_and_label": sum(v >= 0.7 for v in ious) / len(ious)}  # fmt: skip
 
@@ -47,8 +52,7 @@ def token_ceiling(layouts, config) -> dict:
     for layout in layouts:
         held = layout_from_tokens(*layout_tokens(layout, config), config)
         ious += [box_iou(box, kept) for (_, box), (_, kept) in zip(layout, held)]
-    return {"boxes": len(ious), "mean_iou": sum(ious) / len(ious),
-            "iou_0.7_and_label": sum(v >= 0.7 for v in ious) / len(ious)}  # fmt: skip
+    return summary(ious)
 
 
 def scene_prompt(scene) -> str:
