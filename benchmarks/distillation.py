@@ -13,10 +13,9 @@ same run; the issue's targets sit beside them. A progressive student is made for
 each `--pd` folder is scored at its own. Writes results/NAME.{md,json} and
 docs/NAME_fd_vs_nfe.png (NAME: distillation_<data> unless `--name`).
 
-    python benchmarks/distillation.py [--n 1000] [--cd digits_cd] [--ct digits_ct] \
-        [--pd digits_pd --pd digits_pd1 ...]
-    python benchmarks/distillation.py --teacher shapes32 --cd shapes32_cd --ct shapes32_ct \
-        --pd shapes32_pd
+    python benchmarks/distillation.py [--n 1000] [--teacher digits] [--cd digits_cd] \
+        [--ct digits_ct] [--pd digits_pd1 --pd digits_pd ...]
+    python benchmarks/distillation.py --teacher shapes32   # its shipped students by default
 """
 
 from __future__ import annotations
@@ -35,6 +34,7 @@ from report import write_report
 import hwaksan as hk
 from hwaksan.eval.feature_extractors import extract_features
 from hwaksan.eval.frechet import frechet_distance_from_features
+from hwaksan.registry import WEIGHTS_DIR
 
 STEPS = (1, 2, 4, 8)
 DOCS = Path(__file__).resolve().parent.parent / "docs"
@@ -188,10 +188,11 @@ def main() -> None:
     p.add_argument("--n", type=int, default=1000, help="images per row")
     p.add_argument("--teacher", default="digits")
     p.add_argument("--cd", default=None, help="consistency-distilled model ('' = none; "
-                   "default digits_cd for the digits teacher)")  # fmt: skip
+                   "default <teacher>_cd where it ships)")  # fmt: skip
     p.add_argument("--ct", default=None, help="consistency-trained model ('' = none; "
-                   "default digits_ct for the digits teacher)")  # fmt: skip
-    p.add_argument("--pd", action="append", default=None, help="progressive students")
+                   "default <teacher>_ct where it ships)")  # fmt: skip
+    p.add_argument("--pd", action="append", default=None, help="progressive students "
+                   "(default <teacher>_pd1 and <teacher>_pd where they ship)")  # fmt: skip
     p.add_argument("--teacher-rows", choices=["all", "50"], default="all",
                    help="50: only the teacher's DDIM-50 baseline")  # fmt: skip
     p.add_argument("--ct-log", default=None, help="the consistency-training run's log.csv")
@@ -200,11 +201,16 @@ def main() -> None:
     teacher = hk.load(args.teacher)
     data = Data(teacher)
     args.name = args.name or f"distillation_{data.name}"
-    shipped = args.teacher == "digits"  # the students that ship beside it are the defaults
-    args.cd = ("digits_cd" if shipped else "") if args.cd is None else args.cd
-    args.ct = ("digits_ct" if shipped else "") if args.ct is None else args.ct
+
+    # the defaults: the students that ship beside a shipped teacher (<teacher>_cd, _ct, _pd1, _pd)
+    def shipped(suffix: str) -> str:
+        name = f"{args.teacher}_{suffix}"
+        return name if (WEIGHTS_DIR / name / "config.json").exists() else ""
+
+    args.cd = shipped("cd") if args.cd is None else args.cd
+    args.ct = shipped("ct") if args.ct is None else args.ct
     if args.pd is None:
-        args.pd = ["digits_pd"] if shipped else []
+        args.pd = [shipped("pd1"), shipped("pd")]
     args.pd = [m for m in args.pd if m]
     rows = rows_for(args, teacher, data)
     base = next(r for r in rows if r["method"] == "teacher" and r["steps"] == 50)

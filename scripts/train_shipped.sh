@@ -16,6 +16,7 @@
 #   bash scripts/train_shipped.sh digits_pd    # progressive distillation of digits (128 -> 1)
 #   bash scripts/train_shipped.sh digits_ct    # consistency training on digits, no teacher
 #   bash scripts/train_shipped.sh shapes32     # issue 16's teacher: 32 px shapes, 1-3 objects
+#   bash scripts/train_shipped.sh shapes32_pd  # its students: also shapes32_cd, shapes32_ct
 #   bash scripts/train_shipped.sh shapes_sr                # super-resolution 32 -> 64 px
 #   bash scripts/train_shipped.sh shapes_sr16              # super-resolution 16 -> 64 px
 #   bash scripts/train_shipped.sh shapes_t2i_64_watermark_lora  # a LoRA: the watermark look
@@ -179,20 +180,21 @@ PY
     python benchmarks/ip_adapter.py --adapter hwaksan/weights/shapes_t2i_64_ip_adapter --n 63
     exit 0
     ;;
-  digits_cd|digits_ct)
-    # Consistency distillation from the shipped `digits` (teacher Heun steps on a 12-level
-    # Karras grid, target EMA 0.95, L2), or consistency training from the digits alone (no
-    # teacher: fresh weights, pseudo-Huber, lognormal levels, 11 -> 1281 levels curriculum).
-    if [ "$name" = digits_cd ]; then
-      hwaksan distill consistency --teacher digits --steps "${STEPS:-3000}" --batch-size 32 \
-        --num-levels 12 --lr 1e-4 --out runs/digits_cd ${RESUME:+--resume}
+  digits_cd|digits_ct|shapes32_cd|shapes32_ct)
+    # Consistency distillation from the shipped teacher (`digits` or `shapes32`: teacher Heun
+    # steps on a 12-level Karras grid, target EMA 0.95, L2), or consistency training from its
+    # data alone (no teacher: fresh weights, pseudo-Huber, lognormal levels, 11 -> 1281 levels).
+    teacher=${name%_*}
+    if [ "${name##*_}" = cd ]; then
+      hwaksan distill consistency --teacher "$teacher" --steps "${STEPS:-3000}" --batch-size 32 \
+        --num-levels 12 --lr 1e-4 --out "runs/$name" ${RESUME:+--resume}
     else
-      hwaksan distill consistency-training --teacher digits --steps "${STEPS:-3000}" \
-        --batch-size 32 --lr 1e-3 --warmup 50 --out runs/digits_ct ${RESUME:+--resume}
+      hwaksan distill consistency-training --teacher "$teacher" --steps "${STEPS:-3000}" \
+        --batch-size 32 --lr 1e-3 --warmup 50 --out "runs/$name" ${RESUME:+--resume}
     fi
     python -c "import torch, hwaksan as hk; hk.load('runs/$name/model').save(
         'hwaksan/weights/$name', dtype=torch.float16)"
-    python benchmarks/distillation.py --n 500 --pd digits_pd1 --pd digits_pd
+    python benchmarks/distillation.py --teacher "$teacher" --n 500  # with its shipped students
     exit 0
     ;;
   shapes32)
@@ -209,15 +211,17 @@ PY
     python benchmarks/distillation.py --teacher shapes32 --n 500 --teacher-rows all
     exit 0
     ;;
-  digits_pd)
-    # Progressive distillation of the shipped `digits`: DDIM-128 -> 64 -> ... -> 1, 300 steps a
-    # halving at batch 32 (lr 1e-4 decayed to 0 in each); ships the 4-step and 1-step students.
-    hwaksan distill progressive --teacher digits --teacher-steps 128 --final-steps 1 \
-      --steps "${STEPS:-300}" --batch-size 32 --lr 1e-4 --out runs/digits_pd ${RESUME:+--resume}
+  digits_pd|shapes32_pd)
+    # Progressive distillation of the shipped teacher (`digits` or `shapes32`): DDIM-128 -> 64
+    # -> ... -> 1, 300 steps a halving at batch 32 (lr 1e-4 decayed to 0 in each); ships the
+    # 4-step student as <teacher>_pd and the 1-step one as <teacher>_pd1.
+    teacher=${name%_pd}
+    hwaksan distill progressive --teacher "$teacher" --teacher-steps 128 --final-steps 1 \
+      --steps "${STEPS:-300}" --batch-size 32 --lr 1e-4 --out "runs/$name" ${RESUME:+--resume}
     python -c "import torch, hwaksan as hk
-hk.load('runs/digits_pd/steps_0004/model').save('hwaksan/weights/digits_pd', dtype=torch.float16)
-hk.load('runs/digits_pd/steps_0001/model').save('hwaksan/weights/digits_pd1', dtype=torch.float16)"
-    python benchmarks/distillation.py --n 500 --pd digits_pd1 --pd digits_pd
+hk.load('runs/$name/steps_0004/model').save('hwaksan/weights/$name', dtype=torch.float16)
+hk.load('runs/$name/steps_0001/model').save('hwaksan/weights/${name}1', dtype=torch.float16)"
+    python benchmarks/distillation.py --teacher "$teacher" --n 500  # with its shipped students
     exit 0
     ;;
   shapes_sr)

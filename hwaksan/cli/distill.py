@@ -36,8 +36,9 @@ from hwaksan.train.loop import TrainConfig
               help="consistency: N of the Karras grid")  # fmt: skip
 @click.option("--target-decay", type=FiniteFloat(0, 1, open_max=True), default=0.95,
               show_default=True, help="consistency: EMA decay of the target network")  # fmt: skip
-@click.option("--loss", type=click.Choice(["l2", "pseudo_huber"]), default="l2",
-              show_default=True, help="consistency: the distance")  # fmt: skip
+@click.option("--loss", type=click.Choice(["l2", "pseudo_huber", "lpips"]), default="l2",
+              show_default=True, help="consistency: the distance (lpips: on the shapes-world "
+              "perceptual net)")  # fmt: skip
 @click.option("--sample-steps", type=PositiveInt(1000), default=1, show_default=True,
               help="consistency: the step count the saved model defaults to")  # fmt: skip
 @click.option(

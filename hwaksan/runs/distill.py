@@ -40,7 +40,7 @@ class DistillRun:
     final_steps: int = 1  # progressive: the last student's steps
     num_levels: int = 18  # consistency distillation: N of the Karras grid
     target_decay: float = 0.95  # consistency distillation: mu of the target EMA
-    loss: str = "l2"  # consistency distillation: "l2" | "pseudo_huber"
+    loss: str = "l2"  # consistency distillation: "l2" | "pseudo_huber" | "lpips"
     init_from_teacher: bool = False  # consistency training: start from the teacher's weights
     sample_steps: int = 1  # consistency: the step count the saved folder defaults to
     num_samples: int = 16  # images in each progress grid
@@ -90,11 +90,15 @@ def _config(run: DistillRun, out_dir: Path, min_lr_ratio: float) -> TrainConfig:
     )  # fmt: skip
 
 
-def _save(run: DistillRun, teacher: Pipeline, student, out: Path, **fields) -> Pipeline:
-    """The student as a model folder in `out`, saying how it was made and how to sample it."""
+def _save(run: DistillRun, teacher: Pipeline, student, out: Path, recipe: dict | None = None,
+          **fields) -> Pipeline:  # fmt: skip
+    """The student as a model folder in `out`, saying how it was made (`recipe`: the recipe's
+    settings) and how to sample it."""
     data = {**teacher.data, "teacher": str(run.teacher), "method": run.method,
             "teacher_train_steps": teacher.data.get("steps"), "steps": run.train.steps,
             "batch_size": run.train.batch_size}  # fmt: skip
+    if recipe:
+        data["recipe"] = recipe
     if run.method == "progressive":  # steps are per halving
         data["halvings_from"] = run.teacher_steps
     pipe = Pipeline(
@@ -130,7 +134,7 @@ def _progressive(run: DistillRun, teacher: Pipeline) -> tuple[Pipeline, TrainRes
             result = train(recipe, dataset, config)
             net = result.model
             fields = dict(prediction_type=teacher.prediction_type, sampler="euler", steps=steps)
-            _save(run, teacher, copy.deepcopy(net), stage / "model", **fields)
+            _save(run, teacher, copy.deepcopy(net), stage / "model", recipe.describe(), **fields)
             net.eval().requires_grad_(False)
         guidance, steps = 1.0, steps // 2  # the guidance is folded in after the first halving
     fields = dict(prediction_type=teacher.prediction_type, sampler="euler", steps=run.final_steps)
@@ -168,4 +172,4 @@ def _consistency(run: DistillRun, teacher: Pipeline) -> tuple[Pipeline, TrainRes
     out = Path(run.train.out_dir)
     result = train(recipe, _data(teacher), _config(run, out, min_lr_ratio=0.1))
     fields = dict(prediction_type="sample", sampler="consistency", steps=run.sample_steps)
-    return _save(run, teacher, result.model, out / "model", **fields), result
+    return _save(run, teacher, result.model, out / "model", recipe.describe(), **fields), result

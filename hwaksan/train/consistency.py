@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import functools
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -33,7 +34,8 @@ from hwaksan.train.conditioners import Conditioner
 from hwaksan.train.few_step import FewStepRecipe
 from hwaksan.train.teacher import frozen, heun_step, x0_at
 
-LOSSES = ("l2", "pseudo_huber")
+LOSSES = ("l2", "pseudo_huber", "lpips")
+Distance = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def karras_levels(schedule: NoiseSchedule, n: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -43,11 +45,27 @@ def karras_levels(schedule: NoiseSchedule, n: int) -> tuple[torch.Tensor, torch.
     return snap_to_schedule(schedule, karras_sigmas(sigma_min, sigma_max, n).flip(0))
 
 
-def consistency_distance(pred: torch.Tensor, target: torch.Tensor, loss: str) -> torch.Tensor:
-    """Per-sample distance [B]: mean squared error ("l2") or the pseudo-Huber metric."""
+def mean_squared(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-sample mean squared error [B]."""
+    return (pred - target).float().square().flatten(1).mean(1)
+
+
+def consistency_distance(loss: str) -> Distance:
+    """d(pred, target) -> [B]: mean squared error ("l2"), the pseudo-Huber metric, or LPIPS on the
+    shapes-world perceptual net ("lpips"; Song et al. 2023, sec. 6: LPIPS made CD's best FID; the
+    net takes gray images as RGB and resizes to its 64 px, as the paper resized to VGG's 224)."""
     if loss == "l2":
-        return (pred - target).float().square().flatten(1).mean(1)
-    return pseudo_huber(pred, target)
+        return mean_squared
+    if loss == "pseudo_huber":
+        return pseudo_huber
+    from hwaksan.nets.perceptual import shapes_perceptual
+
+    perceptual = shapes_perceptual()
+
+    def lpips(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return perceptual.to(pred.device)(pred.float(), target.float())
+
+    return lpips
 
 
 class ConsistencyRecipe(FewStepRecipe):
@@ -79,6 +97,7 @@ class ConsistencyDistillation(ConsistencyRecipe):
         self.teacher_prediction_type, self.guidance_scale = teacher_prediction_type, guidance_scale
         self.target = copy.deepcopy(model).requires_grad_(False)
         self.num_levels, self.target_decay, self.loss_kind = num_levels, target_decay, loss
+        self.distance = consistency_distance(loss)
         self.t, self.sigmas = karras_levels(schedule, num_levels)  # ascending
 
     def teacher_x0(self, x: torch.Tensor, sigma, t, cond: dict) -> torch.Tensor:
@@ -99,7 +118,7 @@ class ConsistencyDistillation(ConsistencyRecipe):
             x_here = heun_step(denoise, x_above, above, here)  # the teacher's ODE step
             target = self.f(self.target, x_here, here, cond)
         pred = self.f(model, x_above, above, cond)
-        loss = consistency_distance(pred, target, self.loss_kind).mean()
+        loss = self.distance(pred, target).mean()
         return loss, {}
 
     def _denoise(self, x, sigma, t, cond):
