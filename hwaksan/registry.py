@@ -18,7 +18,7 @@ SHIPPED: dict[str, str] = {
     "shapes_t2i": "text-to-image shapes world (1-2 objects, 32 px), prompts via cross-attention",
     "shapes_t2i_64": "text-to-image shapes world (1-2 objects, 64 px), in autoencoder_kl latents",
     "digits_cd": "digits, consistency-distilled from `digits`: 1-2 steps (consistency sampler)",
-    "digits_pd": "digits, progressively distilled from `digits` (16 -> 4 DDIM steps)",
+    "digits_pd": "digits, progressively distilled from `digits` (DDIM-128 halved down to 4 steps)",
     "digits_pd1": "digits, progressively distilled from `digits` down to 1 DDIM step",
     "digits_ct": "digits, consistency-trained from the data alone (no teacher), 1-2 steps",
     "shapes_sr": "super-resolution 32 -> 64 px shapes scenes, in autoencoder_kl latents",
