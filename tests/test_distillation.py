@@ -282,15 +282,45 @@ def test_distill_command_trains_resumes_and_leaves_the_teacher_alone(tmp_path):
     assert after == digest
 
 
+@pytest.fixture(scope="module")
+def scenes_teacher(tmp_path_factory) -> str:
+    """The shipped `shapes` teacher saying it learned 300 scenes of 1-3 objects (so a student
+    rebuilds those: its data is the teacher's own, not the default one-object world)."""
+    pipe = hk.load("shapes", device="cpu")
+    config = {**pipe.data["shapes_config"], "max_objects": 3}
+    pipe.data = {**pipe.data, "shapes_config": config, "length": 300}
+    folder = tmp_path_factory.mktemp("teacher")
+    pipe.save(folder)
+    return str(folder)
+
+
+def test_a_student_learns_from_its_teachers_own_data(scenes_teacher):
+    """The distillation data is rebuilt from the teacher's record: the same 300 scenes of 1-3
+    objects; a record this code cannot rebuild is a one-line error."""
+    from hwaksan.data import shapes
+    from hwaksan.errors import HwaksanError
+    from hwaksan.runs.distill import _data
+
+    teacher = hk.load(scenes_teacher, device="cpu")
+    data = _data(teacher)
+    config = shapes.ShapesConfig.from_dict(teacher.data["shapes_config"])
+    want, scenes = shapes.render_batch(300, seed=0, config=config)
+    assert len(data) == 300 and max(len(scene.objects) for scene in scenes) == 3
+    assert torch.equal(torch.stack([data[i]["image"] for i in (0, 150, 299)]), want[[0, 150, 299]])
+    teacher.data = {**teacher.data, "shapes_config": {**config.to_dict(), "shapes": ["star"]}}
+    with pytest.raises(HwaksanError, match="cannot rebuild the model's shapes data"):
+        _data(teacher)
+
+
 @pytest.mark.parametrize("method", ["progressive", "consistency", "consistency-training"])
-def test_an_unconditional_teacher_distills(method, tmp_path):
+def test_an_unconditional_teacher_distills(method, scenes_teacher, tmp_path):
     """The shapes teacher (no classes): each method's student samples without class labels."""
     from click.testing import CliRunner
 
     from hwaksan.cli import main
 
     out = tmp_path / method
-    argv = ["distill", method, "--teacher", "shapes", "--steps", "2", "--batch-size", "4",
+    argv = ["distill", method, "--teacher", scenes_teacher, "--steps", "2", "--batch-size", "4",
             "--teacher-steps", "4", "--final-steps", "2", "--out", str(out)]  # fmt: skip
     result = CliRunner().invoke(main, argv)
     assert result.exit_code == 0, result.output
@@ -320,7 +350,7 @@ def test_consistency_distances():
     )
 
 
-def test_consistency_distillation_trains_with_lpips(tmp_path):
+def test_consistency_distillation_trains_with_lpips(scenes_teacher, tmp_path):
     """`hwaksan distill consistency --loss lpips`: the loss flows back through the frozen
     perceptual net into the student, and the run records its distance."""
     import json
@@ -330,7 +360,8 @@ def test_consistency_distillation_trains_with_lpips(tmp_path):
     from hwaksan.cli import main
 
     out = tmp_path / "cd"
-    argv = ["distill", "consistency", "--teacher", "shapes", "--steps", "2", "--batch-size", "4",
+    argv = ["distill", "consistency", "--teacher", scenes_teacher, "--steps", "2",
+            "--batch-size", "4",
             "--num-levels", "6", "--loss", "lpips", "--out", str(out)]  # fmt: skip
     result = CliRunner().invoke(main, argv)
     assert result.exit_code == 0, result.output

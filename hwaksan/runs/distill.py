@@ -20,7 +20,7 @@ from pathlib import Path
 from hwaksan.errors import HwaksanError
 from hwaksan.pipeline import Pipeline
 from hwaksan.train.conditioners import ClassLabels, Conditioner, Unconditional
-from hwaksan.train.data import training_data
+from hwaksan.train.data import training_data_of
 from hwaksan.train.loop import TrainConfig, TrainResult, channels_last_default, train
 from hwaksan.train.loop_state import seed_everything
 
@@ -75,10 +75,8 @@ def _conditioner(teacher: Pipeline, cond_drop_prob: float) -> Conditioner:
 
 
 def _data(teacher: Pipeline):
-    name = teacher.data.get("name")
-    if name is None:
-        raise HwaksanError("the teacher's folder does not say what data it learned ('data.name')")
-    return training_data(name, teacher.image_shape[-1]).dataset
+    """The teacher's own training data (the same scenes: 1-3 objects for `shapes32`)."""
+    return training_data_of(teacher.data, teacher.image_shape[-1]).dataset
 
 
 def _config(run: DistillRun, out_dir: Path, min_lr_ratio: float) -> TrainConfig:

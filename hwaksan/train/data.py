@@ -75,6 +75,26 @@ class CaptionedImages(Dataset):
         return [c for _, c in self.pairs]
 
 
+def training_data_of(record: dict, resolution: int) -> TrainingData:
+    """The data a model learned, rebuilt from its folder's `data` record: the same shapes scenes
+    (count, seed, 1 to max_objects objects) or digits, at `resolution`."""
+    name = record.get("name")
+    if name is None:
+        raise HwaksanError("the model's folder does not say what data it learned ('data.name')")
+    if name != "shapes" or "shapes_config" not in record:
+        return training_data(name, resolution)
+    from hwaksan.data.shapes import ShapesConfig
+
+    wanted = ShapesConfig.from_dict(record["shapes_config"])
+    data = shapes_data(resolution, record.get("length", 20_000), record.get("seed", 0),
+                       max_objects=wanted.max_objects)  # fmt: skip
+    made = ShapesConfig.from_dict(data.info["shapes_config"])
+    if made != wanted:
+        raise HwaksanError(f"cannot rebuild the model's shapes data {wanted} (the shapes data "
+                           f"built here is {made})")  # fmt: skip
+    return data
+
+
 def shapes_data(
     resolution: int = 32, length: int = 20_000, seed: int = 0, max_objects: int = 1
 ) -> TrainingData:
