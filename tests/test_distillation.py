@@ -375,6 +375,29 @@ def test_consistency_distillation_trains_with_lpips(scenes_teacher, tmp_path):
     )
 
 
+def test_ema_decay_saves_the_students_average(tmp_path):
+    """`--ema-decay`: the saved student is the EMA of its weights (the last checkpoint's `ema`),
+    not the last weights; the folder says so."""
+    from click.testing import CliRunner
+    from safetensors.torch import load_file
+
+    from hwaksan.cli import main
+
+    out = tmp_path / "ct"
+    argv = ["distill", "consistency-training", "--teacher", "digits", "--steps", "3",
+            "--batch-size", "4", "--lr", "1e-2", "--ema-decay", "0.99", "--checkpoint-every", "3",
+            "--out", str(out)]  # fmt: skip
+    result = CliRunner().invoke(main, argv)
+    assert result.exit_code == 0, result.output
+    pipe = hk.load(out / "model", device="cpu")
+    saved = pipe.unet.state_dict()
+    last = out / "checkpoints" / "step_00000003"
+    ema, raw = load_file(last / "ema.safetensors"), load_file(last / "model.safetensors")
+    assert all(torch.equal(saved[k].float(), ema[k].float()) for k in saved)
+    assert any(not torch.equal(saved[k].float(), raw[k].float()) for k in saved)
+    assert pipe.data["ema_decay"] == 0.99
+
+
 def test_teacher_guidance_is_folded_into_the_target():
     """guidance_scale w: the teacher's x0 is the classifier-free mix uncond + w (cond - uncond)
     of its x0 estimates (linear in the prediction), in both distillation recipes."""

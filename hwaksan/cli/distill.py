@@ -41,6 +41,8 @@ from hwaksan.train.loop import TrainConfig
               "perceptual net)")  # fmt: skip
 @click.option("--sample-steps", type=PositiveInt(1000), default=1, show_default=True,
               help="consistency: the step count the saved model defaults to")  # fmt: skip
+@click.option("--ema-decay", type=FiniteFloat(0, 1, open_max=True), default=None,
+              help="save an EMA of the student's weights (default: the last weights)")  # fmt: skip
 @click.option(
     "--init-from-teacher",
     is_flag=True,
@@ -65,7 +67,8 @@ def command(method: str, **o) -> None:
         method=method, teacher=o["teacher"], guidance_scale=o["guidance_scale"],
         teacher_steps=o["teacher_steps"], final_steps=o["final_steps"],
         num_levels=o["num_levels"], target_decay=o["target_decay"], loss=o["loss"],
-        init_from_teacher=o["init_from_teacher"], sample_steps=o["sample_steps"], train=config,
+        init_from_teacher=o["init_from_teacher"], sample_steps=o["sample_steps"],
+        ema_decay=o["ema_decay"], train=config,
     )  # fmt: skip
     pipe, _ = run_distill(run)
     click.echo(f"saved {o['out_dir']}/model: sample it with `hwaksan sample {o['out_dir']}/model` "

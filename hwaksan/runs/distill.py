@@ -43,6 +43,7 @@ class DistillRun:
     loss: str = "l2"  # consistency distillation: "l2" | "pseudo_huber" | "lpips"
     init_from_teacher: bool = False  # consistency training: start from the teacher's weights
     sample_steps: int = 1  # consistency: the step count the saved folder defaults to
+    ema_decay: float | None = None  # the student saved: an EMA of its weights (None: the last)
     num_samples: int = 16  # images in each progress grid
     train: TrainConfig = field(default_factory=TrainConfig)
 
@@ -80,11 +81,11 @@ def _data(teacher: Pipeline):
 
 
 def _config(run: DistillRun, out_dir: Path, min_lr_ratio: float) -> TrainConfig:
-    """The loop's settings: the run's, in `out_dir`, cosine lr decay, no EMA (the student is the
-    trained weights), channels-last where it wins."""
+    """The loop's settings: the run's, in `out_dir`, cosine lr decay, the run's EMA (none by
+    default: the student is the trained weights), channels-last where it wins."""
     return dataclasses.replace(
         run.train, out_dir=str(out_dir), lr_schedule="cosine", min_lr_ratio=min_lr_ratio,
-        ema_decay=None, channels_last=channels_last_default(run.train.bf16),
+        ema_decay=run.ema_decay, channels_last=channels_last_default(run.train.bf16),
     )  # fmt: skip
 
 
@@ -97,6 +98,8 @@ def _save(run: DistillRun, teacher: Pipeline, student, out: Path, recipe: dict |
             "batch_size": run.train.batch_size}  # fmt: skip
     if recipe:
         data["recipe"] = recipe
+    if run.ema_decay:
+        data["ema_decay"] = run.ema_decay
     if run.method == "progressive":  # steps are per halving
         data["halvings_from"] = run.teacher_steps
     pipe = Pipeline(
@@ -130,7 +133,7 @@ def _progressive(run: DistillRun, teacher: Pipeline) -> tuple[Pipeline, TrainRes
             config = _config(run, stage, min_lr_ratio=0.0)  # lr decays to 0 in each halving
             config.resume = (stage / "checkpoints").exists()
             result = train(recipe, dataset, config)
-            net = result.model
+            net = result.ema_model or result.model
             fields = dict(prediction_type=teacher.prediction_type, sampler="euler", steps=steps)
             _save(run, teacher, copy.deepcopy(net), stage / "model", recipe.describe(), **fields)
             net.eval().requires_grad_(False)
@@ -170,4 +173,5 @@ def _consistency(run: DistillRun, teacher: Pipeline) -> tuple[Pipeline, TrainRes
     out = Path(run.train.out_dir)
     result = train(recipe, _data(teacher), _config(run, out, min_lr_ratio=0.1))
     fields = dict(prediction_type="sample", sampler="consistency", steps=run.sample_steps)
-    return _save(run, teacher, result.model, out / "model", recipe.describe(), **fields), result
+    student = result.ema_model or result.model
+    return _save(run, teacher, student, out / "model", recipe.describe(), **fields), result
