@@ -396,6 +396,34 @@ def test_ema_decay_saves_the_students_average(tmp_path):
     assert all(torch.equal(saved[k].float(), ema[k].float()) for k in saved)
     assert any(not torch.equal(saved[k].float(), raw[k].float()) for k in saved)
     assert pipe.data["ema_decay"] == 0.99
+    assert pipe.unet.config.unet.dropout == 0.0
+
+
+def test_consistency_training_dropout(tmp_path):
+    """`--dropout` builds CT's fresh U-Net with it (saved in the folder); with a method that
+    starts from the teacher's network it is a one-line error."""
+    from click.testing import CliRunner
+
+    from hwaksan.cli import main
+
+    common = ["--teacher", "digits", "--steps", "2", "--batch-size", "4", "--dropout", "0.3"]
+    out = tmp_path / "ct"
+    result = CliRunner().invoke(
+        main, ["distill", "consistency-training", *common, "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    pipe = hk.load(out / "model", device="cpu")
+    assert pipe.unet.config.unet.dropout == 0.3
+    dropouts = [m for m in pipe.unet.modules() if isinstance(m, nn.Dropout)]
+    assert dropouts and all(m.p == 0.3 and not m.training for m in dropouts)
+    result = CliRunner().invoke(
+        main, ["distill", "consistency", *common, "--out", str(tmp_path / "cd")]
+    )
+    assert result.exit_code == 2
+    assert (
+        result.output.strip()
+        == "error: --dropout goes with consistency-training from fresh weights"
+    )
 
 
 def test_teacher_guidance_is_folded_into_the_target():

@@ -48,6 +48,8 @@ from hwaksan.train.loop import TrainConfig
     is_flag=True,
     help="consistency-training: start from the teacher's weights (default: fresh)",
 )
+@click.option("--dropout", type=FiniteFloat(0, 1, open_max=True), default=0.0, show_default=True,
+              help="consistency-training: dropout in the fresh U-Net (iCT: 0.3)")  # fmt: skip
 @click.option("--checkpoint-every", type=PositiveInt(10**9), default=100, show_default=True)
 @run_folder_options("runs/distill")
 @click.option("--seed", type=SEED, default=0, show_default=True)
@@ -68,7 +70,7 @@ def command(method: str, **o) -> None:
         teacher_steps=o["teacher_steps"], final_steps=o["final_steps"],
         num_levels=o["num_levels"], target_decay=o["target_decay"], loss=o["loss"],
         init_from_teacher=o["init_from_teacher"], sample_steps=o["sample_steps"],
-        ema_decay=o["ema_decay"], train=config,
+        ema_decay=o["ema_decay"], dropout=o["dropout"], train=config,
     )  # fmt: skip
     pipe, _ = run_distill(run)
     click.echo(f"saved {o['out_dir']}/model: sample it with `hwaksan sample {o['out_dir']}/model` "

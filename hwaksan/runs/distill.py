@@ -42,6 +42,7 @@ class DistillRun:
     target_decay: float = 0.95  # consistency distillation: mu of the target EMA
     loss: str = "l2"  # consistency distillation: "l2" | "pseudo_huber" | "lpips"
     init_from_teacher: bool = False  # consistency training: start from the teacher's weights
+    dropout: float = 0.0  # consistency training's fresh U-Net (iCT used 0.3 on CIFAR-10)
     sample_steps: int = 1  # consistency: the step count the saved folder defaults to
     ema_decay: float | None = None  # the student saved: an EMA of its weights (None: the last)
     num_samples: int = 16  # images in each progress grid
@@ -64,6 +65,8 @@ def run_distill(run: DistillRun) -> tuple[Pipeline, TrainResult]:
             f"distillation starts from a v-prediction teacher (stable as SNR -> 0); "
             f"{run.teacher} predicts {teacher.prediction_type}"
         )
+    if run.dropout and (run.method != "consistency-training" or run.init_from_teacher):
+        raise HwaksanError("--dropout goes with consistency-training from fresh weights")
     if run.method == "progressive":
         return _progressive(run, teacher)
     return _consistency(run, teacher)
@@ -166,7 +169,8 @@ def _consistency(run: DistillRun, teacher: Pipeline) -> tuple[Pipeline, TrainRes
         )  # fmt: skip
     else:
         if not run.init_from_teacher:  # no teacher at all: the same network, freshly initialized
-            student = ConsistencyUNet(copy.deepcopy(student.config))
+            unet = dataclasses.replace(student.config.unet, dropout=run.dropout)
+            student = ConsistencyUNet(dataclasses.replace(student.config, unet=unet))
         recipe = ConsistencyTraining(student, teacher.schedule, teacher.image_shape, conditioner,
                                      total_steps=run.train.steps, **common)  # fmt: skip
     student.train().requires_grad_(True)
