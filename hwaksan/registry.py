@@ -25,6 +25,7 @@ SHIPPED: dict[str, str] = {
     "shapes_sr16": "super-resolution 16 -> 64 px shapes scenes, in autoencoder_kl latents",
     "shapes_t2i_64_inpaint": "inpainting shapes_t2i_64: mask + masked latents concatenated",
     "shapes_layout": "layout-to-image, 64 px shapes scenes: boxes with labels as tokens",
+    "shapes32": "unconditional 32 px shapes scenes of 1-3 objects: the few-step students' teacher",
 }
 
 

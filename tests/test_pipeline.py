@@ -146,6 +146,10 @@ def test_shipped_models_load_and_make_what_they_claim():
     images = world.generate(32, steps=20, seed=1, output_type="pt")
     config = shapes.ShapesConfig(**world.data["shapes_config"])
     assert validity_coverage(images, config)["validity"] >= 0.75
+    scenes = hk.load("shapes32")  # 1-3 objects at 32 px: 29 of 32 valid at DDIM-20 when shipped
+    images = scenes.generate(32, steps=20, seed=1, output_type="pt")
+    config = shapes.ShapesConfig.from_dict(scenes.data["shapes_config"])
+    assert config.max_objects == 3 and validity_coverage(images, config)["validity"] >= 0.75
 
 
 @pytest.mark.parametrize(
