@@ -26,6 +26,8 @@ SHIPPED: dict[str, str] = {
     "shapes_t2i_64_inpaint": "inpainting shapes_t2i_64: mask + masked latents concatenated",
     "shapes_layout": "layout-to-image, 64 px shapes scenes: boxes with labels as tokens",
     "shapes32": "unconditional 32 px shapes scenes of 1-3 objects: the few-step students' teacher",
+    "shapes32_pd": "shapes32, progressively distilled (DDIM-128 halved down to 4 steps)",
+    "shapes32_pd1": "shapes32, progressively distilled down to 1 DDIM step",
 }
 
 
