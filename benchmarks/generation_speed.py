@@ -6,8 +6,11 @@ batch time gives images per second, and 50,000 images are extrapolated from it (
 measured batch, not a guess). The speed-up is over the teacher's DDPM-1000 in the same run. Run it
 on a quiet machine: the rows are compared as ratios of one run.
 
-    python benchmarks/generation_speed.py --teacher digits --student digits_cd:consistency \\
-        --student digits_pd:ddim --student digits_pd1:ddim
+    python benchmarks/generation_speed.py --teacher shapes32 --student shapes32_cd \\
+        --student shapes32_ct --student shapes32_pd:euler:4 --student shapes32_pd1:euler:1
+
+A student is MODEL[:SAMPLER[:STEPS]]: its own sampler by default, timed at 1 and 4 steps unless
+STEPS names the one it was made for (a progressive student is one model per step count).
 """
 
 from __future__ import annotations
@@ -49,8 +52,8 @@ def main() -> None:
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--teacher", default="digits")
-    p.add_argument("--student", action="append", default=[], metavar="MODEL:SAMPLER",
-                   help="a distilled model and its sampler (repeatable)")  # fmt: skip
+    p.add_argument("--student", action="append", default=[], metavar="MODEL[:SAMPLER[:STEPS]]",
+                   help="a distilled model, its sampler and steps (repeatable)")  # fmt: skip
     p.add_argument("--batch", type=int, default=250)
     p.add_argument("--ddpm-batch", type=int, default=50, help="the DDPM-1000 row's batch")
     p.add_argument("--repeats", type=int, default=3)
@@ -60,9 +63,10 @@ def main() -> None:
     rows = [(a.teacher, teacher, "ddpm", teacher.schedule.num_train_timesteps, a.ddpm_batch),
             (a.teacher, teacher, "ddim", 50, a.batch)]  # fmt: skip
     for spec in a.student:
-        name, _, sampler = spec.partition(":")
+        name, _, rest = spec.partition(":")
+        sampler, _, steps_text = rest.partition(":")
         student = hk.load(name, device="cpu")
-        for steps in (1, 4):
+        for steps in [int(steps_text)] if steps_text else [1, 4]:
             rows.append((name, student, sampler or student.sampler, steps, a.batch))
     results = []
     for name, pipe, sampler, steps, batch in rows:
