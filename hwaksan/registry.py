@@ -28,6 +28,8 @@ SHIPPED: dict[str, str] = {
     "shapes32": "unconditional 32 px shapes scenes of 1-3 objects: the few-step students' teacher",
     "shapes32_pd": "shapes32, progressively distilled (DDIM-128 halved down to 4 steps)",
     "shapes32_pd1": "shapes32, progressively distilled down to 1 DDIM step",
+    "shapes32_cd": "shapes32, consistency-distilled: 1-8 steps (consistency sampler)",
+    "shapes32_ct": "shapes32's scenes, consistency-trained (no teacher): 1-8 steps",
 }
 
 
