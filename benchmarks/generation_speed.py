@@ -65,6 +65,8 @@ def main() -> None:
     for spec in a.student:
         name, _, rest = spec.partition(":")
         sampler, _, steps_text = rest.partition(":")
+        if steps_text and not steps_text.isdigit():
+            p.error(f"--student {spec}: STEPS must be a whole number, not {steps_text!r}")
         student = hk.load(name, device="cpu")
         for steps in [int(steps_text)] if steps_text else [1, 4]:
             rows.append((name, student, sampler or student.sampler, steps, a.batch))
