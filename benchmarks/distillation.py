@@ -11,7 +11,7 @@ Each row: `--n` images (seed 0, no guidance), scored by what the teacher's data 
 "FD / teacher-50" and "diversity / teacher-50" compare with the teacher's DDIM-50 row of the
 same run; the issue's targets sit beside them. A progressive student is made for one step count:
 each `--pd` folder is scored at its own. Writes results/NAME.{md,json} and
-docs/NAME_fd_vs_nfe.png (NAME: distillation_<data> unless `--name`).
+docs/NAME_fd_vs_nfe.png (NAME: distillation_<shipped teacher, else its data> unless `--name`).
 
     python benchmarks/distillation.py [--n 1000] [--teacher digits] [--cd digits_cd] \
         [--ct digits_ct] [--pd digits_pd1 --pd digits_pd ...]
@@ -34,7 +34,7 @@ from report import write_report
 import hwaksan as hk
 from hwaksan.eval.feature_extractors import extract_features
 from hwaksan.eval.frechet import frechet_distance_from_features
-from hwaksan.registry import WEIGHTS_DIR
+from hwaksan.registry import SHIPPED, WEIGHTS_DIR
 
 STEPS = (1, 2, 4, 8)
 DOCS = Path(__file__).resolve().parent.parent / "docs"
@@ -200,7 +200,9 @@ def main() -> None:
     args = p.parse_args()
     teacher = hk.load(args.teacher)
     data = Data(teacher)
-    args.name = args.name or f"distillation_{data.name}"
+    # a shipped teacher names its files (shapes32 and shapes share their data); a folder, its data
+    label = args.teacher if args.teacher in SHIPPED else data.name
+    args.name = args.name or f"distillation_{label}"
 
     # the defaults: the students that ship beside a shipped teacher (<teacher>_cd, _ct, _pd1, _pd)
     def shipped(suffix: str) -> str:
