@@ -47,12 +47,22 @@ def batch_seconds(pipe, sampler: str, steps: int, batch: int, repeats: int) -> f
     return statistics.median(times)
 
 
+def student_spec(spec: str) -> tuple[str, str, list[int]]:
+    """MODEL[:SAMPLER[:STEPS]] -> (model, sampler or "", the steps to time it at)."""
+    name, _, rest = spec.partition(":")
+    sampler, _, steps = rest.partition(":")
+    if steps and not steps.isdigit():
+        raise argparse.ArgumentTypeError(f"STEPS must be a whole number, not {steps!r}")
+    return name, sampler, [int(steps)] if steps else [1, 4]
+
+
 def main() -> None:
     import hwaksan as hk
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--teacher", default="digits")
-    p.add_argument("--student", action="append", default=[], metavar="MODEL[:SAMPLER[:STEPS]]",
+    p.add_argument("--student", action="append", default=[], type=student_spec,
+                   metavar="MODEL[:SAMPLER[:STEPS]]",
                    help="a distilled model, its sampler and steps (repeatable)")  # fmt: skip
     p.add_argument("--batch", type=int, default=250)
     p.add_argument("--ddpm-batch", type=int, default=50, help="the DDPM-1000 row's batch")
@@ -62,13 +72,9 @@ def main() -> None:
     teacher = hk.load(a.teacher, device="cpu")
     rows = [(a.teacher, teacher, "ddpm", teacher.schedule.num_train_timesteps, a.ddpm_batch),
             (a.teacher, teacher, "ddim", 50, a.batch)]  # fmt: skip
-    for spec in a.student:
-        name, _, rest = spec.partition(":")
-        sampler, _, steps_text = rest.partition(":")
-        if steps_text and not steps_text.isdigit():
-            p.error(f"--student {spec}: STEPS must be a whole number, not {steps_text!r}")
+    for name, sampler, step_counts in a.student:
         student = hk.load(name, device="cpu")
-        for steps in [int(steps_text)] if steps_text else [1, 4]:
+        for steps in step_counts:
             rows.append((name, student, sampler or student.sampler, steps, a.batch))
     results = []
     for name, pipe, sampler, steps, batch in rows:
